@@ -1,0 +1,31 @@
+# `make run` and `make test` each work as the first command on a fresh machine:
+# they create .venv and install the pinned dependencies when needed.
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast install clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "dlsuite needs $(PYTHON) (Python 3.11) on PATH; set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Train, evaluate and export every task on its embedded offline default; print one summary table.
+run: $(STAMP)
+	$(VENV)/bin/dlsuite run all
+
+# The whole suite, slow tests included (what CI runs).
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -m "slow or not slow"
+
+# The fast suite only (a developer's loop).
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,137 @@
+"""The architecture registry: every network family, built by name.
+
+A family registers a builder with :func:`register`::
+
+    @register("cnn", input_kinds=("image",), summary="stacked conv blocks")
+    def build_cnn(input_spec, num_outputs, *, filters=32, ...): ...
+
+Builders take the :class:`InputSpec` of the (already preprocessed) network
+input, the number of outputs and keyword-only hyperparameters, and return an
+uncompiled ``keras.Model``. Hyperparameters are validated against the
+builder's signature, so ``model.depth=3`` is checked before anything is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+from typing import Any, Callable
+
+import keras
+
+from dlsuite.errors import DlsuiteError
+from dlsuite.registry import Registry
+
+INPUT_KINDS = ("image", "sequence", "tokens", "tabular", "waveform")
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """What a network receives, after the task's preprocessing.
+
+    Attributes:
+        kind: one of ``INPUT_KINDS``.
+        shape: per-example shape, without the batch dimension.
+        dtype: dtype of the network input.
+        vocab_size: number of token ids (``tokens`` inputs only).
+    """
+
+    kind: str
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+    vocab_size: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in INPUT_KINDS:
+            raise ValueError(f"input kind {self.kind!r} is not one of {INPUT_KINDS}")
+        object.__setattr__(self, "shape", tuple(self.shape))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """A registered family: its builder and the input kinds it accepts."""
+
+    name: str
+    builder: Callable[..., keras.Model]
+    input_kinds: tuple[str, ...]
+    summary: str
+
+    def hparams(self) -> dict[str, Any]:
+        """Keyword-only hyperparameters of the builder and their defaults."""
+        params = inspect.signature(self.builder).parameters.values()
+        return {
+            p.name: p.default
+            for p in params
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "output_activation"
+        }
+
+
+ARCHITECTURES: Registry[Architecture] = Registry("architecture", "dlsuite list architectures")
+
+
+def register(name: str, *, input_kinds: tuple[str, ...], summary: str) -> Callable:
+    """Decorator registering a builder under ``name``."""
+    unknown = set(input_kinds) - set(INPUT_KINDS)
+    if unknown:
+        raise ValueError(f"unknown input kinds {sorted(unknown)} for {name!r}")
+
+    def wrap(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        ARCHITECTURES.register(name, Architecture(name, builder, tuple(input_kinds), summary))
+        return builder
+
+    return wrap
+
+
+def get(name: str) -> Architecture:
+    return ARCHITECTURES.get(name)
+
+
+def names() -> list[str]:
+    return ARCHITECTURES.names()
+
+
+def check_hparams(name: str, hparams: dict[str, Any]) -> None:
+    """Raise a clear error for a hyperparameter the family does not take."""
+    valid = get(name).hparams()
+    for key in hparams:
+        if key not in valid:
+            close = difflib.get_close_matches(key, list(valid), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise DlsuiteError(
+                f"architecture {name!r} has no hyperparameter {key!r}.{hint} "
+                f"Valid: {', '.join(f'{k} (default {v!r})' for k, v in sorted(valid.items()))}; "
+                "set them with --set model.<name>=<value>."
+            )
+
+
+def build(
+    name: str,
+    input_spec: InputSpec,
+    num_outputs: int,
+    output_activation: str | None = "softmax",
+    **hparams: Any,
+) -> keras.Model:
+    """Build the network registered as ``name``.
+
+    Args:
+        name: registered family name (``dlsuite list architectures``).
+        input_spec: what the network receives.
+        num_outputs: width of the output layer.
+        output_activation: activation of the output layer (``None`` for logits).
+        **hparams: family hyperparameters (see the builder's signature).
+
+    Returns:
+        An uncompiled ``keras.Model``.
+    """
+    arch = get(name)
+    if input_spec.kind not in arch.input_kinds:
+        raise DlsuiteError(
+            f"architecture {name!r} takes {', '.join(arch.input_kinds)} inputs, not {input_spec.kind}; "
+            f"choose one that does (`dlsuite list architectures`)."
+        )
+    check_hparams(name, hparams)
+    return arch.builder(input_spec, num_outputs, output_activation=output_activation, **hparams)

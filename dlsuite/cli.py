@@ -1,0 +1,216 @@
+"""The ``dlsuite`` command: run, list, evaluate, predict, export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from dlsuite.errors import DlsuiteError
+
+log = logging.getLogger("dlsuite")
+
+EPILOG = "Configuration keys and examples: README.md, 'Configuration'."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlsuite",
+        description="Train, evaluate and export deep-learning baselines (Keras 3 / TensorFlow).",
+        epilog=EPILOG,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="train, evaluate and export a task ('all': every task on its embedded default)",
+        description="Train TASK, evaluate it on the test split, export a SavedModel and check the reloaded export. "
+        "Config = task defaults <- --config FILE <- --set overrides <- the flags below.",
+        epilog=EPILOG,
+    )
+    run.add_argument("task", metavar="TASK", help="task name (`dlsuite list tasks`) or 'all'")
+    run.add_argument("--arch", dest="architecture", help="architecture (`dlsuite list architectures`)")
+    run.add_argument("--dataset", help="embedded dataset or TFDS name (`dlsuite list datasets`)")
+    run.add_argument("--data", dest="path", help="a folder (or file) of your own data instead of --dataset")
+    run.add_argument("--data-dir", help="where prepared TFDS datasets live")
+    run.add_argument("--strategy", help="auto|tpu|mirrored|multi_worker|one_device|default")
+    run.add_argument("--config", help="YAML file with config overrides")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=5")
+    run.add_argument("--run-dir", help="run directory (default runs/<task>/<timestamp>); an unfinished run there resumes")
+    run.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+
+    lst = sub.add_parser("list", help="list tasks, architectures or datasets", description="List what dlsuite offers.")
+    lst.add_argument("what", choices=["tasks", "architectures", "datasets"])
+
+    ev = sub.add_parser(
+        "evaluate", help="re-evaluate a run's model on its test split",
+        description="Load RUN_DIR/model.keras, evaluate it on the test split of the run's config and write RUN_DIR/evaluation.json.",
+    )
+    ev.add_argument("--run", required=True, metavar="RUN_DIR", help="a run directory (runs/<task>/<timestamp>)")
+
+    pr = sub.add_parser(
+        "predict", help="predict with an exported model",
+        description="Load an export with TensorFlow and print one line per input: input, label, probability.",
+    )
+    pr.add_argument("--model", required=True, metavar="DIR", help="an export: saved_models/<task>/<version>")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="inputs (image files for image_classification)")
+
+    ex = sub.add_parser(
+        "export", help="export a run's model as a new SavedModel version",
+        description="Export RUN_DIR/model.keras to <export root>/<task>/<next version>/ and check the reloaded export.",
+    )
+    ex.add_argument("--run", required=True, metavar="RUN_DIR", help="a run directory (runs/<task>/<timestamp>)")
+    ex.add_argument("--export-root", help="export root (default: the run's export.root)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="dlsuite: %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except DlsuiteError as e:
+        print(f"dlsuite: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dlsuite: interrupted; an unfinished run resumes with the same --run-dir.", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dlsuite import reporting, tasks
+    from dlsuite.tasks import runner
+
+    flags = {
+        "architecture": args.architecture,
+        "data.dataset": args.dataset,
+        "data.path": args.path,
+        "data.data_dir": args.data_dir,
+        "strategy": args.strategy,
+    }
+    names = tasks.names() if args.task == "all" else [args.task]
+    if args.task == "all" and args.run_dir:
+        raise DlsuiteError("--run-dir names one run; use it with a single task, not 'all'.")
+    rows = []
+    for name in names:
+        task, cfg = runner.resolve_config(name, args.config, args.set, flags)
+        result = runner.run(task, cfg, args.run_dir, do_export=not args.no_export)
+        rows.append(summary_row(task, cfg, result))
+    print(reporting.format_table(rows, ["task", "architecture", "dataset", "metric", "value", "train_s", "export"]))
+    return 0
+
+
+def summary_row(task, cfg, result) -> dict:
+    metric = getattr(task, "headline_metric", "accuracy")
+    return {
+        "task": task.name,
+        "architecture": cfg["architecture"],
+        "dataset": cfg["data"]["path"] or cfg["data"]["dataset"],
+        "metric": metric,
+        "value": result.metrics.get(metric, float("nan")),
+        "train_s": result.metrics.get("train_seconds", ""),
+        "export": result.export_dir or "-",
+    }
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from dlsuite import architectures, reporting, tasks
+
+    if args.what == "tasks":
+        rows = [
+            {"task": t.name, "architectures": ", ".join(t.architectures), "default data": next(iter(t.embedded_datasets)), "summary": t.summary}
+            for t in (tasks.get(n) for n in tasks.names())
+        ]
+        print(reporting.format_table(rows, ["task", "architectures", "default data", "summary"]))
+    elif args.what == "architectures":
+        offered: dict[str, list[str]] = {}
+        for n in tasks.names():
+            for a in tasks.get(n).architectures:
+                offered.setdefault(a, []).append(n)
+        rows = []
+        for name in architectures.names():
+            arch = architectures.get(name)
+            rows.append({
+                "architecture": name,
+                "input kinds": ", ".join(arch.input_kinds),
+                "tasks": ", ".join(offered.get(name, [])) or "-",
+                "hyperparameters": ", ".join(f"{k}={v!r}" for k, v in arch.hparams().items()),
+                "summary": arch.summary,
+            })
+        print(reporting.format_table(rows, ["architecture", "input kinds", "tasks", "hyperparameters", "summary"]))
+    else:
+        rows = []
+        for n in tasks.names():
+            task = tasks.get(n)
+            for name, description in task.list_datasets():
+                rows.append({"task": n, "dataset": name, "description": description})
+            rows.append({"task": n, "dataset": "<TFDS name>", "description": f"any TensorFlow Datasets {task.input_kind} dataset, prepared in --data-dir"})
+            rows.append({"task": n, "dataset": "--data PATH", "description": "your own data (README, 'Data sources')"})
+        print(reporting.format_table(rows, ["task", "dataset", "description"]))
+    return 0
+
+
+def _load_run(run_dir: str):
+    import keras
+
+    from dlsuite import config, tasks
+
+    path = Path(run_dir)
+    for needed in ("config.yaml", "model.keras"):
+        if not (path / needed).exists():
+            raise DlsuiteError(f"{path} is not a finished dlsuite run (no {needed}); pass runs/<task>/<timestamp>.")
+    cfg = config.load_yaml(path / "config.yaml")
+    task = tasks.get(cfg["task"])
+    model = keras.models.load_model(path / "model.keras")
+    return path, task, cfg, model
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dlsuite import reporting
+    from dlsuite.tasks import runner
+
+    path, task, cfg, model = _load_run(args.run)
+    metrics = runner.evaluate_run(task, model, task.load(cfg), path, cfg)
+    reporting.write_json(metrics, path / "evaluation.json")
+    headline = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+    print(json.dumps(headline, indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from dlsuite.tasks import runner
+
+    path, task, cfg, model = _load_run(args.run)
+    if args.export_root:
+        cfg["export"]["root"] = args.export_root
+    metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").exists() else {}
+    export_dir, diff = runner.export_run(task, model, task.load(cfg), cfg, metrics)
+    print(export_dir)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    import tensorflow as tf
+
+    from dlsuite import export, tasks
+
+    metadata = export.load_metadata(args.model)
+    task = tasks.get(metadata["task"])
+    signature, kwargs = task.predict_inputs(args.inputs, metadata)
+    fn = tf.saved_model.load(args.model).signatures[signature]
+    specs = fn.structured_input_signature[1]
+    outputs = fn(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in kwargs.items()})
+    for line in task.format_predictions(args.inputs, {k: np.asarray(v) for k, v in outputs.items()}):
+        print(line)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

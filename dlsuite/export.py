@@ -1,0 +1,186 @@
+"""One export function for every task: versioned, atomic SavedModels for TF Serving.
+
+Layout: ``<root>/<task>/<version>/`` with ``saved_model.pb``, ``variables/`` and
+``assets.extra/dlsuite_metadata.json`` (labels, input spec, metrics, versions).
+A version is written to a hidden temporary directory beside its final place
+and renamed into place when complete, so a crash never leaves half a version
+and an existing version is never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Mapping
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import dlsuite
+from dlsuite import distribute
+from dlsuite.errors import DlsuiteError
+
+METADATA_PATH = os.path.join("assets.extra", "dlsuite_metadata.json")
+RELOAD_SCRIPT = Path(__file__).with_name("reload_check.py")
+TOLERANCE = 1e-5
+
+
+def export(
+    task: Any,
+    model: keras.Model,
+    metadata: Mapping[str, Any],
+    root: str | os.PathLike,
+    strategy: tf.distribute.Strategy | None = None,
+) -> str:
+    """Write ``model`` with the task's serving signatures as the next version.
+
+    Args:
+        task: the :class:`~dlsuite.tasks.base.Task` that trained ``model``.
+        model: the inference model (raw inputs -> network outputs).
+        metadata: JSON-serializable facts stored beside the model; ``task`` and
+            ``dlsuite_version`` are added.
+        root: export root (``saved_models``).
+        strategy: the training strategy (TPU exports save through the local host).
+
+    Returns:
+        The directory of the new version.
+    """
+    task_root = Path(root) / task.name
+    task_root.mkdir(parents=True, exist_ok=True)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, (fn, signature) in task.serving_endpoints(model, metadata).items():
+        archive.add_endpoint(name, fn, input_signature=signature)
+    tmp = task_root / f".tmp-{uuid.uuid4().hex}"
+    try:
+        archive.write_out(str(tmp), options=distribute.save_options(strategy) if strategy else None, verbose=False)
+        full = {
+            **metadata,
+            "task": task.name,
+            "dlsuite_version": dlsuite.__version__,
+            "tensorflow_version": tf.__version__,
+            "keras_version": keras.__version__,
+            "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        (tmp / "assets.extra").mkdir(exist_ok=True)
+        with open(tmp / METADATA_PATH, "w", encoding="utf-8") as f:
+            json.dump(full, f, indent=2)
+        return str(_rename_into_next_version(tmp, task_root))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _rename_into_next_version(tmp: Path, task_root: Path) -> Path:
+    for _ in range(100):
+        target = task_root / str(next_version(task_root))
+        try:
+            # rename refuses a non-empty target; next_version never picks an existing name.
+            os.rename(tmp, target)
+            return target
+        except OSError:
+            if not target.exists():
+                raise
+    raise DlsuiteError(f"could not claim a new version number under {task_root}; too many concurrent exports.")
+
+
+def next_version(task_root: str | os.PathLike) -> int:
+    versions = [int(p.name) for p in Path(task_root).iterdir() if p.name.isdigit()] if Path(task_root).exists() else []
+    return max(versions, default=0) + 1
+
+
+def load_metadata(export_dir: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of an export, or a clear error when the folder is not one."""
+    export_dir = Path(export_dir)
+    if not (export_dir / "saved_model.pb").is_file():
+        hint = ""
+        if export_dir.is_dir():
+            versions = sorted((p for p in export_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+            if versions:
+                hint = f" It holds versions; pass one, e.g. {versions[-1]}."
+        raise DlsuiteError(
+            f"{export_dir} is not a dlsuite export (no saved_model.pb).{hint} "
+            "Pass a version folder such as saved_models/<task>/<version>."
+        )
+    meta_file = export_dir / METADATA_PATH
+    if not meta_file.is_file():
+        raise DlsuiteError(f"{export_dir} is a SavedModel but not a dlsuite export (no {METADATA_PATH}).")
+    with open(meta_file, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def run_endpoints(endpoints: Mapping[str, Any], inputs: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict[str, np.ndarray]]:
+    """Call the in-process endpoint functions on ``inputs`` (endpoint -> kwargs)."""
+    out = {}
+    for name, kwargs in inputs.items():
+        fn, signature = endpoints[name]
+        args = [tf.constant(kwargs[spec.name], dtype=spec.dtype) for spec in signature]
+        out[name] = {k: v.numpy() for k, v in fn(*args).items()}
+    return out
+
+
+def reload_outputs(export_dir: str | os.PathLike, inputs: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
+    """Run the signatures of an export in a fresh process that imports TensorFlow only.
+
+    Returns:
+        ``{"outputs": {signature: {name: array}}, "modules": [dlsuite/keras modules seen]}``.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        in_path, out_path = os.path.join(tmp, "inputs.npz"), os.path.join(tmp, "outputs.npz")
+        np.savez(in_path, **{f"{sig}/{arg}": value for sig, kwargs in inputs.items() for arg, value in kwargs.items()})
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        # -P: do not put dlsuite/ (the script's folder) on sys.path.
+        proc = subprocess.run(
+            [sys.executable, "-P", str(RELOAD_SCRIPT), str(export_dir), in_path, out_path],
+            capture_output=True, text=True, env=env, timeout=600,
+        )
+        if proc.returncode != 0:
+            raise DlsuiteError(f"reloading {export_dir} with TensorFlow alone failed:\n{proc.stderr[-2000:]}")
+        with np.load(out_path, allow_pickle=True) as data:
+            outputs: dict[str, dict[str, np.ndarray]] = {}
+            modules = []
+            for key in data.files:
+                if key == "__modules__":
+                    modules = [str(m) for m in data[key]]
+                    continue
+                sig, name = key.split("/", 1)
+                outputs.setdefault(sig, {})[name] = data[key]
+    return {"outputs": outputs, "modules": modules}
+
+
+def compare(expected: Mapping[str, Mapping[str, np.ndarray]], actual: Mapping[str, Mapping[str, np.ndarray]]) -> float:
+    """Max absolute difference over float outputs; raises if anything else differs."""
+    worst = 0.0
+    for sig, outputs in expected.items():
+        for name, want in outputs.items():
+            got = actual.get(sig, {}).get(name)
+            if got is None:
+                raise DlsuiteError(f"reloaded export lacks output {name!r} of signature {sig!r}.")
+            if np.issubdtype(np.asarray(want).dtype, np.floating):
+                diff = float(np.max(np.abs(np.asarray(want) - np.asarray(got)))) if np.size(want) else 0.0
+                worst = max(worst, diff)
+                if diff > TOLERANCE:
+                    raise DlsuiteError(f"reloaded {sig}/{name} differs from in-process output by {diff:.2e}.")
+            elif not np.array_equal(np.asarray(want), np.asarray(got)):
+                raise DlsuiteError(f"reloaded {sig}/{name} differs from in-process output.")
+    return worst
+
+
+def verify(export_dir: str | os.PathLike, endpoints: Mapping[str, Any], inputs: Mapping[str, Mapping[str, np.ndarray]]) -> float:
+    """Compare in-process outputs with the export reloaded in a TensorFlow-only process.
+
+    Returns:
+        The max absolute difference over float outputs (raises above ``TOLERANCE``).
+    """
+    expected = run_endpoints(endpoints, inputs)
+    result = reload_outputs(export_dir, inputs)
+    if any(m.split(".")[0] == "dlsuite" for m in result["modules"]):
+        raise DlsuiteError("the reload check imported dlsuite; the export must load with TensorFlow alone.")
+    return compare(expected, result["outputs"])

@@ -1,0 +1,173 @@
+"""The Task contract: what is specific to one task, and nothing else.
+
+The runner (``tasks/runner.py``) drives every task through the same flow:
+load -> adapt preprocessing on train -> build under the strategy -> fit ->
+evaluate -> export -> verify. A task module subclasses :class:`Task`, fills in
+the abstract methods and registers itself with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dlsuite.architectures import InputSpec
+from dlsuite.data.splits import Splits
+from dlsuite.distribute import STRATEGIES
+from dlsuite.registry import Registry
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+
+# name -> (function, input signature); the first is served as serving_default.
+Endpoints = dict[str, tuple[Callable[..., dict[str, tf.Tensor]], Sequence[tf.TensorSpec]]]
+
+
+def common_defaults() -> dict[str, Any]:
+    """Sections every task shares; tasks override values, never the shape."""
+    return {
+        "task": "",
+        "architecture": "",
+        "strategy": "auto",
+        "seed": 0,
+        "data": {
+            "dataset": "",
+            "path": None,
+            "data_dir": None,
+            "download": True,
+            "val_fraction": 0.1,
+            "test_fraction": 0.2,
+            "augment": False,
+            "cache": True,
+            "shuffle_buffer": 10000,
+        },
+        "model": {},
+        "train": {
+            "epochs": 30,
+            "batch_size": 64,
+            "learning_rate": 0.001,
+            "optimizer": "adam",
+            "early_stopping_patience": 10,
+            "steps_per_execution": None,
+            "jit_compile": None,
+            "verbose": None,
+        },
+        "distribute": {"devices": None, "logical_cpus": 0, "tpu": None},
+        "export": {"root": "saved_models", "verify": True},
+        "run": {"root": "runs"},
+    }
+
+
+class Task(abc.ABC):
+    """One task pipeline.
+
+    Class attributes:
+        name: CLI name, module name and ``saved_models/`` folder.
+        summary: one line for ``dlsuite list tasks``.
+        input_kind: what its networks receive (an ``INPUT_KINDS`` value).
+        architectures: families this task offers; the first is the default.
+        embedded_datasets: offline datasets shipped with dlsuite, name -> description.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    input_kind: ClassVar[str]
+    architectures: ClassVar[tuple[str, ...]]
+    embedded_datasets: ClassVar[Mapping[str, str]]
+
+    # -- configuration -------------------------------------------------------------
+    def config_overrides(self) -> dict[str, Any]:
+        """Task-specific defaults and extra keys, merged over :func:`common_defaults`."""
+        return {}
+
+    def default_config(self) -> dict[str, Any]:
+        cfg = common_defaults()
+        cfg["task"] = self.name
+        cfg["architecture"] = self.architectures[0]
+        cfg["data"]["dataset"] = next(iter(self.embedded_datasets))
+        _deep_update(cfg, self.config_overrides())
+        return cfg
+
+    def choices(self) -> dict[str, Sequence[Any]]:
+        return {
+            "task": [self.name],
+            "architecture": self.architectures,
+            "strategy": STRATEGIES,
+            "train.optimizer": OPTIMIZERS,
+            "train.jit_compile": [None, True, False],
+            "train.verbose": [None, 0, 1, 2],
+        }
+
+    # -- data and model ------------------------------------------------------------
+    @abc.abstractmethod
+    def load(self, cfg: Mapping[str, Any]) -> Splits:
+        """The configured source as train/val/test splits of raw features."""
+
+    @abc.abstractmethod
+    def raw_input(self, splits: Splits) -> keras.KerasTensor:
+        """``keras.Input`` for raw features, the input of the exported model."""
+
+    @abc.abstractmethod
+    def preprocessor(self, splits: Splits, cfg: Mapping[str, Any]) -> keras.layers.Layer:
+        """Raw features -> network input, adapted on ``splits.train`` only."""
+
+    def augmenter(self, splits: Splits, cfg: Mapping[str, Any]) -> keras.layers.Layer | None:
+        """Random batch transform for training (``data.augment``), or ``None``."""
+        return None
+
+    @abc.abstractmethod
+    def network_input(self, splits: Splits) -> InputSpec:
+        """What the network receives after preprocessing."""
+
+    @abc.abstractmethod
+    def head(self, splits: Splits) -> tuple[int, str | None]:
+        """(number of outputs, output activation)."""
+
+    @abc.abstractmethod
+    def loss_and_metrics(self, splits: Splits, cfg: Mapping[str, Any]) -> tuple[Any, list[Any]]:
+        """Loss and metrics for ``model.compile``."""
+
+    # -- evaluation and serving -----------------------------------------------------
+    @abc.abstractmethod
+    def evaluate(self, model: keras.Model, splits: Splits, run_dir: str, batch_size: int) -> dict[str, Any]:
+        """Task metrics on the test split; writes its plots into ``run_dir``."""
+
+    @abc.abstractmethod
+    def serving_endpoints(self, model: keras.Model, metadata: Mapping[str, Any]) -> Endpoints:
+        """Signatures of the export over raw inputs; the first becomes ``serving_default``."""
+
+    @abc.abstractmethod
+    def verification_inputs(self, splits: Splits, metadata: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+        """endpoint name -> keyword arguments, to compare in-process and reloaded outputs."""
+
+    @abc.abstractmethod
+    def predict_inputs(self, inputs: Sequence[str], metadata: Mapping[str, Any]) -> tuple[str, dict[str, np.ndarray]]:
+        """CLI ``predict`` arguments -> (signature name, its keyword arguments)."""
+
+    @abc.abstractmethod
+    def format_predictions(self, inputs: Sequence[str], outputs: Mapping[str, np.ndarray]) -> list[str]:
+        """One printable line per CLI input."""
+
+    def list_datasets(self) -> list[tuple[str, str]]:
+        return list(self.embedded_datasets.items())
+
+
+def _deep_update(base: dict[str, Any], update: Mapping[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+TASKS: Registry[Task] = Registry("task", "dlsuite list tasks")
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Class decorator: register one instance of the task under its name."""
+    TASKS.register(cls.name, cls())
+    return cls

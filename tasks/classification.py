@@ -1,0 +1,66 @@
+"""What every single-label classification task shares: head, loss, report, outputs."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dlsuite import reporting
+from dlsuite.data.pipeline import batched
+from dlsuite.data.splits import Splits
+from dlsuite.tasks.base import Task
+
+
+class ClassificationTask(Task):
+    """A softmax classifier over ``metadata["class_names"]``.
+
+    Class attributes:
+        output_names: names of the (probabilities, class index, class name)
+            outputs of the exported signatures.
+    """
+
+    output_names: tuple[str, str, str] = ("probabilities", "class_id", "class_name")
+
+    def head(self, splits: Splits) -> tuple[int, str | None]:
+        return len(splits.class_names), "softmax"
+
+    def loss_and_metrics(self, splits: Splits, cfg: Mapping[str, Any]) -> tuple[Any, list[Any]]:
+        return keras.losses.SparseCategoricalCrossentropy(), [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+    def predict_split(self, model: keras.Model, ds: tf.data.Dataset, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(true labels, predicted probabilities) over an unbatched split, in one pass."""
+        labels, probs = [], []
+        for x, y in batched(ds, batch_size, training=False, seed=0, cache=False):
+            probs.append(np.asarray(model(x, training=False)))
+            labels.append(y.numpy())
+        return np.concatenate(labels), np.concatenate(probs)
+
+    def evaluate(self, model: keras.Model, splits: Splits, run_dir: str, batch_size: int) -> dict[str, Any]:
+        y_true, probs = self.predict_split(model, splits.test, batch_size)
+        metrics = reporting.classification_metrics(y_true, probs.argmax(axis=1), splits.class_names)
+        reporting.plot_confusion_matrix(
+            metrics["confusion_matrix"], splits.class_names, os.path.join(run_dir, "confusion_matrix.png")
+        )
+        return metrics
+
+    def postprocess(self, probabilities: tf.Tensor, class_names: Sequence[str]) -> dict[str, tf.Tensor]:
+        """Probabilities -> the named outputs of every exported signature."""
+        probs_name, id_name, label_name = self.output_names
+        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+        return {
+            probs_name: tf.cast(probabilities, tf.float32),
+            id_name: class_id,
+            label_name: tf.gather(tf.constant(list(class_names)), class_id),
+        }
+
+    def format_predictions(self, inputs: Sequence[str], outputs: Mapping[str, np.ndarray]) -> list[str]:
+        probs_name, _, label_name = self.output_names
+        lines = []
+        for item, label, probs in zip(inputs, outputs[label_name], outputs[probs_name]):
+            text = label.decode() if isinstance(label, bytes) else str(label)
+            lines.append(f"{item}\t{text}\t{float(np.max(probs)):.4f}")
+        return lines

@@ -1,0 +1,297 @@
+"""The one training-loop driver for every task.
+
+``run`` is the whole flow of ``dlsuite run``: strategy -> run directory ->
+data -> preprocessing adapted on train -> network built under the strategy ->
+fit (progress, early stopping, backup/restore, best checkpoint, TensorBoard)
+-> evaluation report -> export -> reload check. ``fit`` is the part the
+scikit-learn estimators reuse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import keras
+import tensorflow as tf
+
+from dlsuite import architectures, config, distribute, export, reporting
+from dlsuite.data.pipeline import batched
+from dlsuite.data.splits import Splits
+from dlsuite.errors import DlsuiteError
+from dlsuite.tasks import get as get_task
+from dlsuite.tasks.base import Task
+
+log = logging.getLogger("dlsuite")
+
+BACKUP_DIR = "backup"
+BEST_WEIGHTS = "best.weights.h5"
+HISTORY_CSV = "history.csv"
+MODEL_FILE = "model.keras"
+DATA_METADATA = "data_metadata.json"
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    run_dir: str
+    metrics: dict[str, Any]
+    model: keras.Model
+    export_dir: str | None = None
+    reload_max_abs_diff: float | None = None
+
+
+def resolve_config(
+    task_name: str,
+    config_file: str | os.PathLike | None = None,
+    overrides: Iterable[str] = (),
+    values: Mapping[str, Any] | None = None,
+) -> tuple[Task, dict[str, Any]]:
+    """Task defaults <- YAML file <- ``--set`` overrides <- explicit CLI flags (``values``)."""
+    task = get_task(task_name)
+    cfg = config.resolve(task.default_config(), config_file, overrides)
+    for dotted, value in (values or {}).items():
+        if value is not None:
+            config.merge(cfg, config.nest(dotted, value), source=f"--{dotted}")
+    config.check_choices(cfg, task.choices())
+    architectures.check_hparams(cfg["architecture"], cfg["model"])
+    return task, cfg
+
+
+def make_strategy(cfg: Mapping[str, Any]) -> tf.distribute.Strategy:
+    d = cfg["distribute"]
+    return distribute.resolve(cfg["strategy"], devices=d["devices"], tpu=d["tpu"], logical_cpus=d["logical_cpus"])
+
+
+def prepare_run_dir(cfg: Mapping[str, Any], run_dir: str | os.PathLike | None) -> Path:
+    """Create the run directory, or check that an existing one holds this very run (to resume it)."""
+    if run_dir is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = Path(cfg["run"]["root"]) / cfg["task"] / stamp
+        path, n = base, 1
+        while path.exists():
+            n += 1
+            path = base.with_name(f"{stamp}-{n}")
+    else:
+        path = Path(run_dir)
+    saved = path / "config.yaml"
+    if saved.exists():
+        if (path / "metrics.json").exists():
+            raise DlsuiteError(f"run directory {path} holds a finished run; pass a new --run-dir (or none).")
+        previous = config.flatten(config.load_yaml(saved))
+        current = config.flatten(dict(cfg))
+        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        if changed:
+            raise DlsuiteError(
+                f"run directory {path} holds an unfinished run with a different config ({', '.join(changed)}); "
+                "resume it with the same settings or pass a new --run-dir."
+            )
+        log.info("resuming the unfinished run in %s", path)
+    else:
+        path.mkdir(parents=True, exist_ok=True)
+        config.save(cfg, saved)
+    return path
+
+
+def _worker_dir(cfg: Mapping[str, Any], run_dir: str | os.PathLike | None, worker: str) -> Path:
+    """A non-chief worker's own run directory for its backups and checkpoints.
+
+    Inside the shared ``--run-dir`` when one is given (so the worker resumes too),
+    else a fresh temporary directory: workers cannot agree on a timestamped name.
+    """
+    if run_dir is not None:
+        return Path(run_dir) / "workers" / worker
+    return Path(tempfile.mkdtemp(prefix=f"dlsuite-{cfg['task']}-{worker}-"))
+
+
+def training_callbacks(run_dir: Path, cfg: Mapping[str, Any]) -> list[keras.callbacks.Callback]:
+    history = reporting.read_history(run_dir / HISTORY_CSV)
+    best_so_far = min(history["val_loss"]) if history.get("val_loss") else None
+    return [
+        # Backup first: an epoch shown in history.csv is always one the backup holds.
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / BEST_WEIGHTS),
+            monitor="val_loss",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=best_so_far,
+        ),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["train"]["early_stopping_patience"]),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
+    ]
+
+
+def fit(
+    task: Task,
+    cfg: Mapping[str, Any],
+    splits: Splits,
+    run_dir: Path,
+    strategy: tf.distribute.Strategy,
+) -> keras.Model:
+    """Adapt preprocessing, build and train the network, and return the inference model.
+
+    Returns:
+        A ``keras.Model`` from raw features to network outputs (preprocessing
+        included), holding the best weights seen on the validation split.
+    """
+    train_cfg, data_cfg, seed = cfg["train"], cfg["data"], cfg["seed"]
+    keras.utils.set_random_seed(seed)
+    preprocessor = task.preprocessor(splits, cfg)
+    augmenter = task.augmenter(splits, cfg)
+    global_batch = distribute.global_batch_size(train_cfg["batch_size"], strategy)
+    tpu = distribute.is_tpu(strategy)
+    common = dict(
+        global_batch_size=global_batch,
+        seed=seed,
+        preprocess=lambda x, y: (preprocessor(x), y),
+        cache=data_cfg["cache"],
+        shuffle_buffer=data_cfg["shuffle_buffer"],
+        drop_remainder=tpu,
+    )
+    counts = splits.metadata.get("num_examples") or {}
+    train_ds = batched(
+        splits.train,
+        training=True,
+        num_examples=counts.get("train"),
+        augment=(lambda x, y: (augmenter(x, training=True), y)) if augmenter is not None else None,
+        **common,
+    )
+    val_ds = batched(splits.val, training=False, num_examples=counts.get("val"), **common)
+
+    num_outputs, activation = task.head(splits)
+    steps = train_cfg["steps_per_execution"] or (32 if tpu else 1)
+    jit = train_cfg["jit_compile"]
+    with strategy.scope():
+        network = architectures.build(
+            cfg["architecture"], task.network_input(splits), num_outputs, activation, **cfg["model"]
+        )
+        loss, metrics = task.loss_and_metrics(splits, cfg)
+        optimizer = keras.optimizers.get(
+            {"class_name": train_cfg["optimizer"], "config": {"learning_rate": train_cfg["learning_rate"]}}
+        )
+        network.compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=metrics,
+            jit_compile="auto" if jit is None else jit,
+            steps_per_execution=steps,
+        )
+    log.info(
+        "training %s (%s parameters) for up to %d epochs, global batch %d on %s",
+        cfg["architecture"], f"{network.count_params():,}", train_cfg["epochs"], global_batch,
+        distribute.describe(strategy),
+    )
+    verbose = train_cfg["verbose"]
+    network.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=train_cfg["epochs"],
+        shuffle=False,  # the pipeline shuffles
+        callbacks=training_callbacks(run_dir, cfg),
+        verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
+    )
+    if (run_dir / BEST_WEIGHTS).exists():
+        network.load_weights(str(run_dir / BEST_WEIGHTS))
+    inputs = task.raw_input(splits)
+    return keras.Model(inputs, network(preprocessor(inputs)), name=f"{task.name}_{cfg['architecture']}")
+
+
+def run(
+    task: Task,
+    cfg: Mapping[str, Any],
+    run_dir: str | os.PathLike | None = None,
+    *,
+    splits: Splits | None = None,
+    do_export: bool = True,
+) -> RunResult:
+    """Train, evaluate, export and verify one task; see the module docstring.
+
+    Args:
+        task: the task.
+        cfg: a resolved configuration (:func:`resolve_config`).
+        run_dir: where to write (``None``: ``runs/<task>/<timestamp>``); an
+            unfinished run there with the same config is resumed.
+        splits: data to use instead of ``task.load(cfg)`` (in-memory arrays).
+        do_export: write and verify a SavedModel.
+
+    Returns:
+        A :class:`RunResult`.
+    """
+    started = time.perf_counter()
+    strategy = make_strategy(cfg)
+    chief, worker = distribute.worker_id()
+    path = prepare_run_dir(cfg, run_dir if chief else _worker_dir(cfg, run_dir, worker))
+    log.info("run directory: %s", path)
+    if splits is None:
+        log.info("loading data (%s)", cfg["data"]["path"] or cfg["data"]["dataset"])
+        splits = task.load(cfg)
+    log.info("examples: %s", splits.metadata.get("num_examples", "?"))
+    reporting.write_json(splits.metadata, path / DATA_METADATA)
+
+    fit_started = time.perf_counter()
+    model = fit(task, cfg, splits, path, strategy)
+    train_seconds = time.perf_counter() - fit_started
+    if not chief:
+        # Every worker takes part in fit; only the chief reports and exports.
+        return RunResult(str(path), {"train_seconds": round(train_seconds, 2)}, model)
+    model.save(path / MODEL_FILE)
+
+    metrics = evaluate_run(task, model, splits, path, cfg)
+    metrics["train_seconds"] = round(train_seconds, 2)
+    result = RunResult(str(path), metrics, model)
+    if do_export:
+        result.export_dir, result.reload_max_abs_diff = export_run(task, model, splits, cfg, metrics, strategy)
+        metrics["export_dir"] = result.export_dir
+        metrics["reload_max_abs_diff"] = result.reload_max_abs_diff
+    metrics["total_seconds"] = round(time.perf_counter() - started, 2)
+    reporting.write_json(metrics, path / "metrics.json")
+    return result
+
+
+def evaluate_run(task: Task, model: keras.Model, splits: Splits, run_dir: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    log.info("evaluating on the test split")
+    metrics = task.evaluate(model, splits, str(run_dir), cfg["train"]["batch_size"])
+    history = reporting.read_history(run_dir / HISTORY_CSV)
+    reporting.plot_history(history, run_dir / "training_curves.png")
+    metrics["epochs_run"] = len(history.get("loss", []))
+    return {"task": task.name, "architecture": cfg["architecture"], **metrics}
+
+
+def export_run(
+    task: Task,
+    model: keras.Model,
+    splits: Splits,
+    cfg: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    strategy: tf.distribute.Strategy | None = None,
+) -> tuple[str, float | None]:
+    """Export the inference model as the next version and check the reloaded export."""
+    metadata = export_metadata(splits, cfg, metrics)
+    export_dir = export.export(task, model, metadata, cfg["export"]["root"], strategy)
+    log.info("exported %s", export_dir)
+    diff = None
+    if cfg["export"]["verify"]:
+        inputs = task.verification_inputs(splits, metadata)
+        diff = export.verify(export_dir, task.serving_endpoints(model, metadata), inputs)
+        log.info("reloaded with TensorFlow alone: max abs difference %.2e", diff)
+    return export_dir, diff
+
+
+def export_metadata(splits: Splits, cfg: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
+    headline = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        **splits.metadata,
+        "architecture": cfg["architecture"],
+        "metrics": headline,
+        "config": dict(cfg),
+    }

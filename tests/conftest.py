@@ -1,0 +1,47 @@
+"""Shared fixtures: a fast config, a CLI runner and one trained digits run reused by many tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
+
+# Small and quick, still a real network on real data.
+FAST = ["train.epochs=4", "train.early_stopping_patience=4", "model.filters=8"]
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``dlsuite`` in a fresh process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "dlsuite.cli", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+    )
+
+
+def set_args(*overrides: str) -> list[str]:
+    out: list[str] = []
+    for o in overrides:
+        out += ["--set", o]
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """One finished digits run (cnn, few epochs) with its export, shared by read-only tests."""
+    from dlsuite.tasks import runner
+
+    work = tmp_path_factory.mktemp("digits_run")
+    task, cfg = runner.resolve_config(
+        "image_classification",
+        overrides=FAST + [f"export.root={work / 'saved_models'}"],
+    )
+    return runner.run(task, cfg, work / "run")

@@ -1,0 +1,81 @@
+"""The run loop: artifacts of a run, resuming after SIGKILL, refusing to mix runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import FAST, run_cli, set_args
+from dlsuite import DlsuiteError
+from dlsuite.tasks import runner
+
+
+def test_a_run_leaves_its_report(digits_run):
+    run_dir = digits_run.run_dir
+    for name in ("config.yaml", "data_metadata.json", "history.csv", "best.weights.h5", "model.keras",
+                 "metrics.json", "training_curves.png", "confusion_matrix.png"):
+        assert os.path.getsize(os.path.join(run_dir, name)) > 0, name
+    assert any(f.startswith("events.out.tfevents") for _, _, files in os.walk(os.path.join(run_dir, "logs")) for f in files)
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert set(metrics["per_class"]) == {str(d) for d in range(10)}
+    assert {"precision", "recall", "f1", "support"} <= set(metrics["per_class"]["3"])
+    cm = metrics["confusion_matrix"]
+    assert len(cm) == 10 and sum(map(sum, cm)) == metrics["num_test_examples"] == 360
+    assert 0 <= metrics["macro_f1"] <= 1 and metrics["epochs_run"] >= 1
+    # Even a 4-epoch run with 8 filters learns digits far beyond chance (10%).
+    assert metrics["accuracy"] > 0.5
+
+
+def test_a_finished_run_dir_is_not_reused(digits_run):
+    _, cfg = runner.resolve_config("image_classification", overrides=FAST)
+    with pytest.raises(DlsuiteError, match="holds a finished run"):
+        runner.prepare_run_dir(cfg, digits_run.run_dir)
+
+
+def test_an_unfinished_run_with_another_config_is_refused(tmp_path):
+    _, cfg = runner.resolve_config("image_classification", overrides=["train.epochs=3"])
+    runner.prepare_run_dir(cfg, tmp_path)
+    _, other = runner.resolve_config("image_classification", overrides=["train.epochs=5"])
+    with pytest.raises(DlsuiteError, match=r"different config \(train.epochs\)"):
+        runner.prepare_run_dir(other, tmp_path)
+
+
+def history_epochs(path):
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()[1:]
+    return [int(line.split(",")[0]) for line in lines if line.strip()]
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_from_its_last_epoch(tmp_path):
+    run_dir = tmp_path / "run"
+    # Patience as long as the run: early stopping must not end it before the kill.
+    args = ["run", "image_classification", "--run-dir", str(run_dir), "--no-export",
+            *set_args("train.epochs=12", "train.early_stopping_patience=12", "model.filters=8")]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "dlsuite.cli", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while len(history_epochs(run_dir / "history.csv")) < 3:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline, "no epoch finished in time"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = history_epochs(run_dir / "history.csv")
+    assert len(done) < 12 and not (run_dir / "metrics.json").exists()
+
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming the unfinished run" in resumed.stderr
+    epochs = history_epochs(run_dir / "history.csv")
+    # The second process went on from the last epoch the first one finished, not from epoch 0.
+    assert epochs[: len(done)] == done
+    assert epochs[len(done)] >= done[-1] and epochs[-1] == 11
+    assert len(epochs) < len(done) + 12
+    assert json.loads((run_dir / "metrics.json").read_text())["accuracy"] > 0.5
