@@ -260,10 +260,11 @@ def verdict(networks: Sequence[Row], svc: Row, num_test: int) -> str:
     seeds = len(next(iter(by_arch.values())))
     what = "test accuracy" if seeds == 1 else f"mean test accuracy over {seeds} seeds"
     delta = means[best] - svc.accuracy
-    outcome = "beats" if delta > 0 else "does NOT beat"
+    images = f"{delta * num_test:+.0f}" if seeds == 1 else f"{delta * num_test:+.1f}"
+    outcome = "beats" if delta > 1e-9 else "ties with, so does NOT beat," if delta > -1e-9 else "does NOT beat"
     line = (
         f"Best dlsuite network: **{best}**, {what} {100 * means[best]:.2f}% — {outcome} SVC "
-        f"({100 * svc.accuracy:.2f}%): {100 * delta:+.2f} points, {delta * num_test:+.1f} of {num_test} test images."
+        f"({100 * svc.accuracy:.2f}%): {100 * delta:+.2f} points, {images} of {num_test} test images."
     )
     below = [a for a, m in means.items() if m < svc.accuracy]
     if below:

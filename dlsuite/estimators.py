@@ -70,7 +70,7 @@ class ImageClassifier(ClassifierMixin, TaskEstimator):
         learning_rate: Adam learning rate.
         validation_fraction: share of the training data held out for early stopping.
         early_stopping_patience: epochs without validation improvement before stopping.
-        augment: random translation/rotation/zoom of training batches.
+        augment: random translation (up to 10%) of training batches.
         hparams: architecture hyperparameters (``dlsuite list architectures``).
         image_shape: ``(height, width, channels)`` to reshape flat rows to (e.g.
             ``(8, 8, 1)`` for ``load_digits().data``); ``None`` infers square
@@ -89,12 +89,12 @@ class ImageClassifier(ClassifierMixin, TaskEstimator):
     def __init__(
         self,
         architecture: str = "cnn",
-        epochs: int = 60,
+        epochs: int = 100,
         batch_size: int = 64,
         learning_rate: float = 1e-3,
         validation_fraction: float = 0.1,
         early_stopping_patience: int = 10,
-        augment: bool = False,
+        augment: bool = True,
         hparams: dict | None = None,
         image_shape: tuple[int, int, int] | None = None,
         random_state: int = 0,

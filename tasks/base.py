@@ -115,8 +115,10 @@ class Task(abc.ABC):
     def preprocessor(self, splits: Splits, cfg: Mapping[str, Any]) -> keras.layers.Layer:
         """Raw features -> network input, adapted on ``splits.train`` only."""
 
-    def augmenter(self, splits: Splits, cfg: Mapping[str, Any]) -> keras.layers.Layer | None:
-        """Random batch transform for training (``data.augment``), or ``None``."""
+    def augmenter(
+        self, splits: Splits, cfg: Mapping[str, Any], preprocessor: keras.layers.Layer
+    ) -> keras.layers.Layer | None:
+        """Random transform of preprocessed training batches (``data.augment``), or ``None``."""
         return None
 
     @abc.abstractmethod

@@ -29,8 +29,10 @@ class ImageClassification(ClassificationTask):
 
     def config_overrides(self) -> dict[str, Any]:
         return {
-            "data": {"image_size": None, "color_mode": "rgb"},
-            "train": {"epochs": 60, "batch_size": 64, "early_stopping_patience": 10},
+            # Measured on digits (benchmarks/RESULTS.md): shifted copies are what lift the
+            # networks past an RBF SVC; early stopping ends most runs in 30-50 epochs.
+            "data": {"image_size": None, "color_mode": "rgb", "augment": True},
+            "train": {"epochs": 100, "batch_size": 64, "early_stopping_patience": 10},
         }
 
     def choices(self) -> dict[str, Sequence[Any]]:
@@ -62,17 +64,16 @@ class ImageClassification(ClassificationTask):
         normalize.adapt(splits.train.map(lambda x, y: tf.cast(x, tf.float32)).batch(512))
         return normalize
 
-    def augmenter(self, splits: Splits, cfg: Mapping[str, Any]) -> keras.layers.Layer | None:
+    def augmenter(
+        self, splits: Splits, cfg: Mapping[str, Any], preprocessor: keras.layers.Layer
+    ) -> keras.layers.Layer | None:
         if not cfg["data"]["augment"]:
             return None
-        seed = cfg["seed"]
-        return keras.Sequential(
-            [
-                keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed),
-                keras.layers.RandomRotation(0.05, fill_mode="nearest", seed=seed),
-                keras.layers.RandomZoom(0.1, fill_mode="nearest", seed=seed),
-            ],
-            name="augment",
+        # Augmentation runs on normalized batches: fill the uncovered border with black as normalized.
+        channels = splits.metadata["input_shape"][-1]
+        black = float(np.mean(preprocessor(np.zeros((1, 1, 1, channels), np.float32))))
+        return keras.layers.RandomTranslation(
+            0.1, 0.1, fill_mode="constant", fill_value=black, seed=cfg["seed"], name="augment"
         )
 
     def network_input(self, splits: Splits) -> InputSpec:

@@ -147,7 +147,7 @@ def fit(
     train_cfg, data_cfg, seed = cfg["train"], cfg["data"], cfg["seed"]
     keras.utils.set_random_seed(seed)
     preprocessor = task.preprocessor(splits, cfg)
-    augmenter = task.augmenter(splits, cfg)
+    augmenter = task.augmenter(splits, cfg, preprocessor)
     global_batch = distribute.global_batch_size(train_cfg["batch_size"], strategy)
     tpu = distribute.is_tpu(strategy)
     common = dict(

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 
 # Small and quick, still a real network on real data.
-FAST = ["train.epochs=4", "train.early_stopping_patience=4", "model.filters=8"]
+FAST = ["architecture=mlp", "train.epochs=4", "train.early_stopping_patience=4"]
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -138,10 +138,12 @@ def test_pipeline_batches_by_global_batch_and_drops_remainder_on_request():
 def test_augmentation_switch_changes_training_batches_only():
     task, cfg = runner.resolve_config("image_classification", overrides=["data.augment=true"])
     splits = images.digits(val_fraction=0.1, test_fraction=0.2, seed=0)
-    aug = task.augmenter(splits, cfg)
+    normalize = task.preprocessor(splits, cfg)
+    aug = task.augmenter(splits, cfg, normalize)
     assert aug is not None
-    x = tf.cast(next(iter(splits.train.batch(8)))[0], tf.float32)
-    assert not np.allclose(aug(x, training=True), x)
+    x = normalize(tf.cast(next(iter(splits.train.batch(8)))[0], tf.float32))
+    shifted = np.asarray(aug(x, training=True))
+    assert not np.allclose(shifted, x)
     assert np.allclose(aug(x, training=False), x)
-    _, plain = runner.resolve_config("image_classification")
-    assert task.augmenter(splits, plain) is None
+    _, plain = runner.resolve_config("image_classification", overrides=["data.augment=false"])
+    assert task.augmenter(splits, plain, normalize) is None

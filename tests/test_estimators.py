@@ -13,7 +13,7 @@ from sklearn.preprocessing import FunctionTransformer
 from dlsuite import DlsuiteError
 from dlsuite.estimators import ImageClassifier
 
-QUICK = dict(epochs=4, early_stopping_patience=4, hparams={"filters": 8})
+QUICK = dict(architecture="mlp", epochs=4, early_stopping_patience=4)
 
 
 @pytest.fixture(scope="module")
