@@ -11,6 +11,7 @@ from typing import Sequence
 import keras
 from keras import layers
 
+from dlsuite.architectures.cnn import BN_MOMENTUM
 from dlsuite.architectures.registry import InputSpec, register
 from dlsuite.errors import DlsuiteError
 
@@ -39,7 +40,7 @@ def dense_block(
     """
     x = layers.Dense(units, use_bias=not batchnorm, name=f"{name}_dense")(x)
     if batchnorm:
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     x = layers.Activation(activation, name=f"{name}_{activation}")(x)
     if dropout:
         x = layers.Dropout(dropout, name=f"{name}_dropout")(x)

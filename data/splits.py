@@ -105,8 +105,3 @@ def from_arrays(
         },
     )
 
-
-def encode_labels(labels: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
-    """Arbitrary labels -> (integer ids, sorted class values)."""
-    classes, ids = np.unique(np.asarray(labels), return_inverse=True)
-    return ids.astype(np.int64), classes.tolist()

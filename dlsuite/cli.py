@@ -111,7 +111,7 @@ def summary_row(task, cfg, result) -> dict:
         "dataset": cfg["data"]["path"] or cfg["data"]["dataset"],
         "metric": metric,
         "value": result.metrics.get(metric, float("nan")),
-        "train_s": result.metrics.get("train_seconds", ""),
+        "train_s": f"{result.metrics['train_seconds']:.1f}" if "train_seconds" in result.metrics else "-",
         "export": result.export_dir or "-",
     }
 

@@ -93,7 +93,7 @@ class ImageClassifier(ClassifierMixin, TaskEstimator):
         batch_size: int = 64,
         learning_rate: float = 1e-3,
         validation_fraction: float = 0.1,
-        early_stopping_patience: int = 10,
+        early_stopping_patience: int = 20,
         augment: bool = True,
         hparams: dict | None = None,
         image_shape: tuple[int, int, int] | None = None,

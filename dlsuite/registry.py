@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 from dlsuite.errors import DlsuiteError
 
@@ -28,12 +28,6 @@ class Registry(Generic[T]):
             raise KeyError(f"{self.kind} {name!r} is registered twice")
         self._items[name] = item
         return item
-
-    def decorator(self, name: str) -> Callable[[T], T]:
-        def wrap(item: T) -> T:
-            return self.register(name, item)
-
-        return wrap
 
     def get(self, name: str) -> T:
         if name not in self._items:
