@@ -54,6 +54,7 @@ def common_defaults() -> dict[str, Any]:
             "early_stopping_patience": 10,
             "steps_per_execution": None,
             "jit_compile": None,
+            "deterministic": True,
             "verbose": None,
         },
         "distribute": {"devices": None, "logical_cpus": 0, "tpu": None},
