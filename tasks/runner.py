@@ -9,6 +9,7 @@ scikit-learn estimators reuse.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -17,7 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import keras
 import tensorflow as tf
@@ -63,6 +64,11 @@ def resolve_config(
             config.merge(cfg, config.nest(dotted, value), source=f"--{dotted}")
     config.check_choices(cfg, task.choices())
     architectures.check_hparams(cfg["architecture"], cfg["model"])
+    if cfg["train"]["jit_compile"] is True and cfg["train"]["deterministic"]:
+        raise DlsuiteError(
+            "train.jit_compile=true needs train.deterministic=false: Keras compiles without XLA "
+            "while TensorFlow op determinism is on."
+        )
     return task, cfg
 
 
@@ -144,12 +150,40 @@ def fit(
         A ``keras.Model`` from raw features to network outputs (preprocessing
         included), holding the best weights seen on the validation split.
     """
+    with op_determinism(cfg["train"]["deterministic"]):
+        return _fit(task, cfg, splits, run_dir, strategy)
+
+
+@contextlib.contextmanager
+def op_determinism(enabled: bool) -> Iterator[None]:
+    """TF op determinism for the span of one fit, then the process's previous setting.
+
+    Without it threaded CPU kernels reorder float sums and one seed drifts apart over a
+    run (digits: 355-359 of 360 from one config); with it training is ~10-20% slower, and
+    Keras compiles without XLA. The setting is process-wide, so it is not left behind
+    for the caller (an estimator user's own models).
+    """
+    from tensorflow.python.framework import config as tf_config  # disable_* is not public
+
+    switch = enabled and not tf_config.is_op_determinism_enabled()
+    if switch:
+        tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if switch:
+            tf_config.disable_op_determinism()
+
+
+def _fit(
+    task: Task,
+    cfg: Mapping[str, Any],
+    splits: Splits,
+    run_dir: Path,
+    strategy: tf.distribute.Strategy,
+) -> keras.Model:
     train_cfg, data_cfg, seed = cfg["train"], cfg["data"], cfg["seed"]
     keras.utils.set_random_seed(seed)
-    if train_cfg["deterministic"]:
-        # Without it, threaded CPU kernels reorder float sums and the same seed drifts apart
-        # over an epoch (digits: 355-359 of 360 from one config). Process-wide, ~10-20% slower.
-        tf.config.experimental.enable_op_determinism()
     preprocessor = task.preprocessor(splits, cfg)
     augmenter = task.augmenter(splits, cfg, preprocessor)
     global_batch = distribute.global_batch_size(train_cfg["batch_size"], strategy)

@@ -82,6 +82,8 @@ def test_trains_under_xla_and_round_trips_keras_file(name, shape, tmp_path):
         loss="sparse_categorical_crossentropy",
         jit_compile=True,
     )
+    # Keras silently falls back to no XLA (e.g. under TF op determinism): make sure it did not.
+    assert model.jit_compile is True
     x, y = _learnable_problem(shape)
     losses = [model.train_on_batch(x, y, return_dict=True)["loss"] for _ in range(TRAIN_STEPS)]
     assert np.all(np.isfinite(losses))

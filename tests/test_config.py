@@ -49,6 +49,7 @@ def test_invalid_yaml_says_where(tmp_path):
         ("model.filter=3", r"'cnn' has no hyperparameter 'filter'.*Did you mean 'filters'"),
         ("train=5", r"'train' is a section"),
         ("epochs", r"must look like key.sub=value"),
+        ("train.jit_compile=true", r"train.jit_compile=true needs train.deterministic=false"),
     ],
 )
 def test_bad_values_are_clear_errors(override, pattern):

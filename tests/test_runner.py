@@ -90,3 +90,7 @@ def test_the_same_config_and_seed_train_the_same_model(tmp_path):
         runner.run(task, cfg, tmp_path / name, do_export=False)
         histories.append((tmp_path / name / "history.csv").read_text())
     assert histories[0] == histories[1]
+    # The process-wide switch is not left on for the caller's own models.
+    from tensorflow.python.framework import config as tf_config
+
+    assert not tf_config.is_op_determinism_enabled()
