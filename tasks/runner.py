@@ -137,23 +137,6 @@ def training_callbacks(run_dir: Path, cfg: Mapping[str, Any]) -> list[keras.call
     ]
 
 
-def fit(
-    task: Task,
-    cfg: Mapping[str, Any],
-    splits: Splits,
-    run_dir: Path,
-    strategy: tf.distribute.Strategy,
-) -> keras.Model:
-    """Adapt preprocessing, build and train the network, and return the inference model.
-
-    Returns:
-        A ``keras.Model`` from raw features to network outputs (preprocessing
-        included), holding the best weights seen on the validation split.
-    """
-    with op_determinism(cfg["train"]["deterministic"]):
-        return _fit(task, cfg, splits, run_dir, strategy)
-
-
 @contextlib.contextmanager
 def op_determinism(enabled: bool) -> Iterator[None]:
     """TF op determinism for the span of one fit, then the process's previous setting.
@@ -175,73 +158,80 @@ def op_determinism(enabled: bool) -> Iterator[None]:
             tf_config.disable_op_determinism()
 
 
-def _fit(
+def fit(
     task: Task,
     cfg: Mapping[str, Any],
     splits: Splits,
     run_dir: Path,
     strategy: tf.distribute.Strategy,
 ) -> keras.Model:
-    train_cfg, data_cfg, seed = cfg["train"], cfg["data"], cfg["seed"]
-    keras.utils.set_random_seed(seed)
-    preprocessor = task.preprocessor(splits, cfg)
-    augmenter = task.augmenter(splits, cfg, preprocessor)
-    global_batch = distribute.global_batch_size(train_cfg["batch_size"], strategy)
-    tpu = distribute.is_tpu(strategy)
-    common = dict(
-        global_batch_size=global_batch,
-        seed=seed,
-        preprocess=lambda x, y: (preprocessor(x), y),
-        cache=data_cfg["cache"],
-        shuffle_buffer=data_cfg["shuffle_buffer"],
-        drop_remainder=tpu,
-    )
-    counts = splits.metadata.get("num_examples") or {}
-    train_ds = batched(
-        splits.train,
-        training=True,
-        num_examples=counts.get("train"),
-        augment=(lambda x, y: (augmenter(x, training=True), y)) if augmenter is not None else None,
-        **common,
-    )
-    val_ds = batched(splits.val, training=False, num_examples=counts.get("val"), **common)
+    """Adapt preprocessing, build and train the network, and return the inference model.
 
-    num_outputs, activation = task.head(splits)
-    steps = train_cfg["steps_per_execution"] or (32 if tpu else 1)
-    jit = train_cfg["jit_compile"]
-    with strategy.scope():
-        network = architectures.build(
-            cfg["architecture"], task.network_input(splits), num_outputs, activation, **cfg["model"]
+    Returns:
+        A ``keras.Model`` from raw features to network outputs (preprocessing
+        included), holding the best weights seen on the validation split.
+    """
+    with op_determinism(cfg["train"]["deterministic"]):
+        train_cfg, data_cfg, seed = cfg["train"], cfg["data"], cfg["seed"]
+        keras.utils.set_random_seed(seed)
+        preprocessor = task.preprocessor(splits, cfg)
+        augmenter = task.augmenter(splits, cfg, preprocessor)
+        global_batch = distribute.global_batch_size(train_cfg["batch_size"], strategy)
+        tpu = distribute.is_tpu(strategy)
+        common = dict(
+            global_batch_size=global_batch,
+            seed=seed,
+            preprocess=lambda x, y: (preprocessor(x), y),
+            cache=data_cfg["cache"],
+            shuffle_buffer=data_cfg["shuffle_buffer"],
+            drop_remainder=tpu,
         )
-        loss, metrics = task.loss_and_metrics(splits, cfg)
-        optimizer = keras.optimizers.get(
-            {"class_name": train_cfg["optimizer"], "config": {"learning_rate": train_cfg["learning_rate"]}}
+        counts = splits.metadata.get("num_examples") or {}
+        train_ds = batched(
+            splits.train,
+            training=True,
+            num_examples=counts.get("train"),
+            augment=(lambda x, y: (augmenter(x, training=True), y)) if augmenter is not None else None,
+            **common,
         )
-        network.compile(
-            optimizer=optimizer,
-            loss=loss,
-            metrics=metrics,
-            jit_compile="auto" if jit is None else jit,
-            steps_per_execution=steps,
+        val_ds = batched(splits.val, training=False, num_examples=counts.get("val"), **common)
+
+        num_outputs, activation = task.head(splits)
+        steps = train_cfg["steps_per_execution"] or (32 if tpu else 1)
+        jit = train_cfg["jit_compile"]
+        with strategy.scope():
+            network = architectures.build(
+                cfg["architecture"], task.network_input(splits), num_outputs, activation, **cfg["model"]
+            )
+            loss, metrics = task.loss_and_metrics(splits, cfg)
+            optimizer = keras.optimizers.get(
+                {"class_name": train_cfg["optimizer"], "config": {"learning_rate": train_cfg["learning_rate"]}}
+            )
+            network.compile(
+                optimizer=optimizer,
+                loss=loss,
+                metrics=metrics,
+                jit_compile="auto" if jit is None else jit,
+                steps_per_execution=steps,
+            )
+        log.info(
+            "training %s (%s parameters) for up to %d epochs, global batch %d on %s",
+            cfg["architecture"], f"{network.count_params():,}", train_cfg["epochs"], global_batch,
+            distribute.describe(strategy),
         )
-    log.info(
-        "training %s (%s parameters) for up to %d epochs, global batch %d on %s",
-        cfg["architecture"], f"{network.count_params():,}", train_cfg["epochs"], global_batch,
-        distribute.describe(strategy),
-    )
-    verbose = train_cfg["verbose"]
-    network.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=train_cfg["epochs"],
-        shuffle=False,  # the pipeline shuffles
-        callbacks=training_callbacks(run_dir, cfg),
-        verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
-    )
-    if (run_dir / BEST_WEIGHTS).exists():
-        network.load_weights(str(run_dir / BEST_WEIGHTS))
-    inputs = task.raw_input(splits)
-    return keras.Model(inputs, network(preprocessor(inputs)), name=f"{task.name}_{cfg['architecture']}")
+        verbose = train_cfg["verbose"]
+        network.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=train_cfg["epochs"],
+            shuffle=False,  # the pipeline shuffles
+            callbacks=training_callbacks(run_dir, cfg),
+            verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
+        )
+        if (run_dir / BEST_WEIGHTS).exists():
+            network.load_weights(str(run_dir / BEST_WEIGHTS))
+        inputs = task.raw_input(splits)
+        return keras.Model(inputs, network(preprocessor(inputs)), name=f"{task.name}_{cfg['architecture']}")
 
 
 def run(
