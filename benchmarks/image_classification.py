@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import logging
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -45,16 +43,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+import common
+
 TASK = "image_classification"
 DATASET = "digits"
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 SVC_PARAMS = {"gamma": 0.001, "C": 10}
 LATENCY_BATCHES = (1, 256)
-WARMUP_CALLS = 5
-RESULTS_FILE = Path(__file__).with_name("RESULTS.md")
-START_MARKER = f"<!-- {TASK}:start -->"
-END_MARKER = f"<!-- {TASK}:end -->"
 COLUMNS = ["architecture", "test acc", "macro F1", "epochs", "train s", "params", "latency b1 ms", "latency b256 ms"]
 
 log = logging.getLogger("bench")
@@ -125,18 +121,6 @@ def split_arrays(ds: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- timing ----------------------------------------------------------------------------
-def median_ms(call: Callable[[], Any], repeats: int) -> float:
-    """Median wall time of ``call()`` in milliseconds, after a warm-up."""
-    for _ in range(WARMUP_CALLS):
-        call()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return 1000.0 * statistics.median(times)
-
-
 def batch_of(pixels: np.ndarray, size: int) -> np.ndarray:
     if len(pixels) < size:
         raise ValueError(f"only {len(pixels)} test images for a batch of {size}")
@@ -163,7 +147,7 @@ def export_latency(export_dir: str, test_pixels: np.ndarray, test_labels: np.nda
     latency = {}
     for size in LATENCY_BATCHES:
         batch = tf.constant(batch_of(test_pixels, size).astype(np.uint8))
-        latency[size] = median_ms(lambda: call(batch), repeats)
+        latency[size] = common.median_ms(lambda: call(batch), repeats)
     del loaded
     return latency
 
@@ -238,7 +222,7 @@ def run_svc(train_idx: np.ndarray, test_idx: np.ndarray, repeats: int) -> Row:
         epochs=None,
         train_seconds=fit_seconds,
         params=f"{int(svc.n_support_.sum())} SVs",
-        latency_ms={b: median_ms(lambda b=b: svc.predict(batch_of(test_x, b)), repeats) for b in LATENCY_BATCHES},
+        latency_ms={b: common.median_ms(lambda b=b: svc.predict(batch_of(test_x, b)), repeats) for b in LATENCY_BATCHES},
     )
 
 
@@ -272,47 +256,16 @@ def verdict(networks: Sequence[Row], svc: Row, num_test: int) -> str:
     return line
 
 
-def machine_note() -> str:
-    import keras
-    import sklearn
-    import tensorflow as tf
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()}-core CPU ({cpu}), no GPU; Python {platform.python_version()}, "
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, scikit-learn {sklearn.__version__}"
-    )
-
-
-def load_average() -> str:
-    """The 1-minute load average: timings on a 2-core machine mean little when it is far above 0."""
-    try:
-        return f"{os.getloadavg()[0]:.1f}"
-    except OSError:
-        return "n/a"
-
-
 def results_section(command: str, body: str, verdict_line: str, total_seconds: float, repeats: int,
                     num_test: int, loads: tuple[str, str]) -> str:
-    date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return "\n".join([
-        START_MARKER,
-        "## Image classification (digits)",
-        "",
-        f"Command: `{command}`  ",
-        f"Date: {date}; total runtime {total_seconds / 60:.1f} min  ",
-        f"Machine: {machine_note()}; 1-min load average {loads[0]} at start, {loads[1]} at end",
+        *common.section_header(TASK, "Image classification (digits)", command, total_seconds, loads),
         "",
         f"scikit-learn digits (1,797 8x8 images), split seed 0, 20% stratified test split ({num_test} images), "
         "the same test images for every row. Networks: the task's default config (72% train / 8% validation for "
         "early stopping on validation loss, best weights kept). SVC: trained on all 80% non-test rows, "
         "original 0-16 features. Latency: median of "
-        f"{repeats} calls after {WARMUP_CALLS} warm-up calls, in-process — for networks the exported "
+        f"{repeats} calls after {common.WARMUP_CALLS} warm-up calls, in-process — for networks the exported "
         "SavedModel's `serving_default` on uint8 pixels (reloaded with `tf.saved_model.load`), for SVC `predict`. "
         "`train s` is `fit` wall time (SVC: its `fit`); `params` counts the exported model's weights "
         "(SVC: support vectors).",
@@ -320,21 +273,8 @@ def results_section(command: str, body: str, verdict_line: str, total_seconds: f
         body,
         "",
         verdict_line,
-        END_MARKER,
+        f"<!-- {TASK}:end -->",
     ])
-
-
-def write_results(section: str, path: Path = RESULTS_FILE) -> None:
-    """Replace this benchmark's marked section of RESULTS.md (append it if absent); keep the rest."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    start, end = text.find(START_MARKER), text.find(END_MARKER)
-    if start != -1 and end > start:
-        text = text[:start] + section + text[end + len(END_MARKER):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # -- main ------------------------------------------------------------------------------
@@ -378,7 +318,7 @@ def benchmark(args: argparse.Namespace, out: Path) -> tuple[list[Row], Row, int]
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # its "Assets written" lines twice per export
-    started, load_at_start = time.perf_counter(), load_average()
+    started, load_at_start = time.perf_counter(), common.load_average()
     from dlsuite import tasks
 
     args = parse_args(argv, tasks.get(TASK).architectures)
@@ -397,8 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(verdict_line)
     log.info("total runtime %.1f min", total / 60)
     if args.write_results:
-        loads = (load_at_start, load_average())
-        write_results(results_section(command, body, verdict_line, total, args.repeats, num_test, loads))
+        loads = (load_at_start, common.load_average())
+        common.write_results(TASK, results_section(command, body, verdict_line, total, args.repeats, num_test, loads))
         log.info("wrote %s", RESULTS_FILE)
     return 0
 

@@ -36,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", help="embedded dataset or TFDS name (`dlsuite list datasets`)")
     run.add_argument("--data", dest="path", help="a folder (or file) of your own data instead of --dataset")
     run.add_argument("--data-dir", help="where prepared TFDS datasets live")
+    run.add_argument("--label-column", help="label column of a CSV/TSV/Parquet --data file (sentiment, anomaly, fraud)")
+    run.add_argument("--text-column", help="text column of a CSV/TSV/Parquet --data file (sentiment)")
+    run.add_argument("--time-column", help="timestamp column of a --data table (anomaly, fraud)")
+    run.add_argument(
+        "--label-pattern",
+        help="regex whose group 'label' (or first group) takes the label from a file name, "
+        "for a flat folder of clips (speech), e.g. '^(?P<label>\\d+)_'",
+    )
     run.add_argument("--strategy", help="auto|tpu|mirrored|multi_worker|one_device|default")
     run.add_argument("--config", help="YAML file with config overrides")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=5")
@@ -89,6 +97,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         "data.dataset": args.dataset,
         "data.path": args.path,
         "data.data_dir": args.data_dir,
+        "data.label_column": args.label_column,
+        "data.text_column": args.text_column,
+        "data.time_column": args.time_column,
+        "data.label_pattern": args.label_pattern,
         "strategy": args.strategy,
     }
     names = tasks.names() if args.task == "all" else [args.task]

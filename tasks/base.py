@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from dlsuite.architectures import InputSpec
+from dlsuite.architectures import build as build_architecture
 from dlsuite.data.splits import Splits
 from dlsuite.distribute import STRATEGIES
 from dlsuite.registry import Registry
@@ -129,6 +130,37 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def head(self, splits: Splits) -> tuple[int, str | None]:
         """(number of outputs, output activation)."""
+
+    def build_network(self, splits: Splits, cfg: Mapping[str, Any]) -> keras.Model:
+        """The network (preprocessed input -> outputs), built inside the strategy scope.
+
+        The default builds ``cfg["architecture"]`` over :meth:`network_input` with
+        :meth:`head`; tasks whose networks need more (an autoencoder sized to its
+        input) override it.
+        """
+        num_outputs, activation = self.head(splits)
+        return build_architecture(cfg["architecture"], self.network_input(splits), num_outputs, activation, **cfg["model"])
+
+    def training_examples(self, splits: Splits, cfg: Mapping[str, Any]) -> tf.data.Dataset:
+        """The unbatched, raw training examples the pipeline batches (resampling goes here)."""
+        return splits.train
+
+    def fit_options(self, splits: Splits, cfg: Mapping[str, Any]) -> dict[str, Any]:
+        """Extra keyword arguments for ``model.fit`` (``class_weight``, for instance)."""
+        return {}
+
+    def inference_model(
+        self, raw_input: Any, preprocessor: keras.layers.Layer, network: keras.Model, splits: Splits
+    ) -> keras.Model:
+        """Raw features -> what the task serves from; the runner saves, evaluates and exports it."""
+        return keras.Model(raw_input, network(preprocessor(raw_input)), name=f"{self.name}_{network.name}")
+
+    def calibrate(self, model: keras.Model, splits: Splits, cfg: Mapping[str, Any]) -> None:
+        """After training: learn what is not a weight (a decision threshold) into ``splits.metadata``.
+
+        Whatever lands in ``splits.metadata`` reaches evaluation, the export's
+        metadata asset and :meth:`serving_endpoints`.
+        """
 
     @abc.abstractmethod
     def loss_and_metrics(self, splits: Splits, cfg: Mapping[str, Any]) -> tuple[Any, list[Any]]:

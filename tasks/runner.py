@@ -188,7 +188,7 @@ def fit(
         )
         counts = splits.metadata.get("num_examples") or {}
         train_ds = batched(
-            splits.train,
+            task.training_examples(splits, cfg),
             training=True,
             num_examples=counts.get("train"),
             augment=(lambda x, y: (augmenter(x, training=True), y)) if augmenter is not None else None,
@@ -196,13 +196,10 @@ def fit(
         )
         val_ds = batched(splits.val, training=False, num_examples=counts.get("val"), **common)
 
-        num_outputs, activation = task.head(splits)
         steps = train_cfg["steps_per_execution"] or (32 if tpu else 1)
         jit = train_cfg["jit_compile"]
         with strategy.scope():
-            network = architectures.build(
-                cfg["architecture"], task.network_input(splits), num_outputs, activation, **cfg["model"]
-            )
+            network = task.build_network(splits, cfg)
             loss, metrics = task.loss_and_metrics(splits, cfg)
             optimizer = keras.optimizers.get(
                 {"class_name": train_cfg["optimizer"], "config": {"learning_rate": train_cfg["learning_rate"]}}
@@ -227,11 +224,13 @@ def fit(
             shuffle=False,  # the pipeline shuffles
             callbacks=training_callbacks(run_dir, cfg),
             verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
+            **task.fit_options(splits, cfg),
         )
         if (run_dir / BEST_WEIGHTS).exists():
             network.load_weights(str(run_dir / BEST_WEIGHTS))
-        inputs = task.raw_input(splits)
-        return keras.Model(inputs, network(preprocessor(inputs)), name=f"{task.name}_{cfg['architecture']}")
+        model = task.inference_model(task.raw_input(splits), preprocessor, network, splits)
+        task.calibrate(model, splits, cfg)
+        return model
 
 
 def run(
