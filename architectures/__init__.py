@@ -14,3 +14,13 @@ from dlsuite.architectures.registry import (  # noqa: F401
 
 # Importing a family module registers it.
 from dlsuite.architectures import cnn, inception, mlp, resnet  # noqa: E402,F401
+from dlsuite.architectures import recurrent  # noqa: E402,F401
+from dlsuite.architectures import transformer  # noqa: E402,F401
+from dlsuite.architectures import rbm  # noqa: E402,F401
+from dlsuite.architectures import som  # noqa: E402,F401
+from dlsuite.architectures import dbn  # noqa: E402,F401
+from dlsuite.architectures import rbfn  # noqa: E402,F401
+from dlsuite.architectures import transfer  # noqa: E402,F401
+from dlsuite.architectures import autoencoder  # noqa: E402,F401
+from dlsuite.architectures import gan  # noqa: E402,F401
+from dlsuite.architectures import crnn  # noqa: E402,F401

@@ -6,6 +6,12 @@ dropout feed the classifier. The network is sized from the input: a block only
 pools while the feature map stays at least 2x2, and a strided stem shrinks
 large (photo-sized) inputs before the blocks.
 
+Over ``tokens`` (embedded ids) and ``sequence`` (``(T, F)`` frames) the same
+blocks are one-dimensional (width-3 conv-BN-ReLU, pooling by 2 while at least
+2 steps remain), and global max pooling picks each filter's strongest match
+anywhere in the sequence (the text CNN of Kim, 2014). Convolutions do not take
+Keras masks: padding is seen as ordinary (learned embedding / zero) input.
+
 The image helpers here (``image_inputs``, ``conv_bn``, ``image_stem``,
 ``can_halve``) are shared with the other image families.
 """
@@ -16,6 +22,7 @@ import keras
 from keras import layers
 
 from dlsuite.architectures.registry import InputSpec, register
+from dlsuite.architectures.sequence_inputs import sequence_inputs
 from dlsuite.errors import DlsuiteError
 
 # Keras's 0.99 suits long ImageNet-scale runs; on small data (digits: 21 steps an epoch) the
@@ -161,10 +168,62 @@ def conv_block(
     return x
 
 
+def conv1d_block(
+    x: keras.KerasTensor, filters: int, *, convs: int = 2, name: str
+) -> keras.KerasTensor:
+    """``convs`` x (width-3 Conv1D-BN-ReLU), then max pooling by 2 while at least 2 steps remain.
+
+    Args:
+        x: ``(batch, T, features)`` input tensor.
+        filters: channels of every conv in the block.
+        convs: number of conv-BN-ReLU layers.
+        name: block label, used as the layer-name prefix.
+
+    Returns:
+        Output tensor of the block.
+    """
+    for i in range(1, convs + 1):
+        x = layers.Conv1D(filters, 3, padding="same", use_bias=False, name=f"{name}_{i}_conv")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_{i}_bn")(x)
+        x = layers.Activation("relu", name=f"{name}_{i}_relu")(x)
+    if x.shape[1] is None or x.shape[1] >= 4:
+        x = layers.MaxPooling1D(2, name=f"{name}_pool")(x)
+    return x
+
+
+def _image_network(
+    input_spec: InputSpec, num_outputs: int, output_activation: str | None,
+    filters: int, blocks: int, convs_per_block: int, dropout: float,
+) -> keras.Model:
+    inputs, x = image_inputs(input_spec)
+    x = image_stem(x, filters, small_stem=False)
+    for i in range(blocks):
+        x = conv_block(
+            x, filters * 2**i, convs=convs_per_block, pool=can_halve(x), name=f"block{i + 1}"
+        )
+    outputs = classifier_head(x, num_outputs, output_activation, dropout)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+def _sequence_network(
+    input_spec: InputSpec, num_outputs: int, output_activation: str | None,
+    filters: int, blocks: int, convs_per_block: int, dropout: float, embedding_dim: int,
+) -> keras.Model:
+    # Unmasked: Conv1D would drop the mask anyway (with a warning).
+    inputs, x = sequence_inputs(input_spec, "cnn", embedding_dim=embedding_dim, mask_padding=False)
+    for i in range(blocks):
+        x = conv1d_block(x, filters * 2**i, convs=convs_per_block, name=f"block{i + 1}")
+    x = layers.GlobalMaxPooling1D(name="max_pool")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = layers.Dense(num_outputs, activation=output_activation, dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
 @register(
     "cnn",
-    input_kinds=("image",),
-    summary="stacked conv-BN-ReLU x2 + max-pool blocks, filters doubling, global pooling",
+    input_kinds=("image", "sequence", "tokens"),
+    summary="stacked conv-BN-ReLU x2 + max-pool blocks, filters doubling, global pooling (2-D or 1-D)",
 )
 def build_cnn(
     input_spec: InputSpec,
@@ -175,30 +234,29 @@ def build_cnn(
     blocks: int = 3,
     convs_per_block: int = 2,
     dropout: float = 0.3,
+    embedding_dim: int = 64,
 ) -> keras.Model:
-    """Builds a plain convolutional network.
+    """Builds a plain convolutional network over images, frame sequences or tokens.
 
     Args:
-        input_spec: the image input, ``(H, W)`` or ``(H, W, C)``.
+        input_spec: an image ``(H, W)`` or ``(H, W, C)``, a ``sequence``
+            ``(T, F)``, or ``tokens`` ``(T,)`` with ``vocab_size``.
         num_outputs: width of the output layer.
         output_activation: activation of the output layer (``None`` for logits).
         filters: channels of the first block; each later block doubles them.
         blocks: number of conv blocks. A block max-pools only while the feature
-            map stays at least 2x2, so small inputs are never over-downsampled.
+            map stays at least 2x2 (2 steps for sequences), so small inputs are
+            never over-downsampled.
         convs_per_block: conv-BN-ReLU layers per block.
         dropout: dropout rate before the output layer.
+        embedding_dim: width of the token embedding (``tokens`` inputs only).
 
     Returns:
         An uncompiled ``keras.Model`` named ``"cnn"``.
     """
     check_positive("cnn", filters=filters, blocks=blocks, convs_per_block=convs_per_block)
     check_rate("cnn", "dropout", dropout)
-
-    inputs, x = image_inputs(input_spec)
-    x = image_stem(x, filters, small_stem=False)
-    for i in range(blocks):
-        x = conv_block(
-            x, filters * 2**i, convs=convs_per_block, pool=can_halve(x), name=f"block{i + 1}"
-        )
-    outputs = classifier_head(x, num_outputs, output_activation, dropout)
-    return keras.Model(inputs, outputs, name="cnn")
+    sizes = (filters, blocks, convs_per_block, dropout)
+    if input_spec.kind == "image":
+        return _image_network(input_spec, num_outputs, output_activation, *sizes)
+    return _sequence_network(input_spec, num_outputs, output_activation, *sizes, embedding_dim)

@@ -23,7 +23,7 @@ import keras
 from dlsuite.errors import DlsuiteError
 from dlsuite.registry import Registry
 
-INPUT_KINDS = ("image", "sequence", "tokens", "tabular", "waveform")
+INPUT_KINDS = ("image", "sequence", "tokens", "tabular", "waveform", "text")  # text: raw strings, shape ()
 
 
 @dataclasses.dataclass(frozen=True)

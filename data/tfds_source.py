@@ -28,7 +28,7 @@ def default_data_dir() -> str:
     return os.environ.get("TFDS_DATA_DIR", os.path.join(os.path.expanduser("~"), "tensorflow_datasets"))
 
 
-def load(name: str, data_dir: str | None, val_fraction: float, download: bool = True) -> tuple[dict[str, tf.data.Dataset], Any, dict[str, int] | None]:
+def load(name: str, data_dir: str | None, val_fraction: float, download: bool = True, as_supervised: bool = True) -> tuple[dict[str, tf.data.Dataset], Any, dict[str, int] | None]:
     """Load a prepared TFDS dataset as supervised ``(features, label)`` train/val/test splits.
 
     The dataset's own validation and test splits are used where it has them
@@ -39,6 +39,8 @@ def load(name: str, data_dir: str | None, val_fraction: float, download: bool = 
         data_dir: where prepared datasets live (``None``: TFDS's default).
         val_fraction: share of ``train`` held out for validation when there is no validation split.
         download: download and prepare the dataset when it is not prepared yet.
+        as_supervised: ``(features, label)`` pairs; ``False`` gives feature dicts (for datasets
+            without supervised keys, such as GLUE, whose caller picks the features itself).
 
     Returns:
         (datasets by our split name, the builder's ``DatasetInfo``, examples per split or ``None``).
@@ -67,10 +69,10 @@ def load(name: str, data_dir: str | None, val_fraction: float, download: bool = 
     available = set(builder.info.splits.keys()) or {"train", "test"}
     if "train" not in available:
         raise DlsuiteError(f"TFDS dataset {name!r} has no 'train' split (it has {', '.join(sorted(available))}).")
-    if not builder.info.supervised_keys:
+    if as_supervised and not builder.info.supervised_keys:
         raise DlsuiteError(f"TFDS dataset {name!r} has no (features, label) supervised keys; pick a labeled dataset.")
     splits = standard_splits(available, val_fraction)
-    out = {ours: builder.as_dataset(split=expr, as_supervised=True, shuffle_files=False) for ours, expr in splits.items()}
+    out = {ours: builder.as_dataset(split=expr, as_supervised=as_supervised, shuffle_files=False) for ours, expr in splits.items()}
     counts = {ours: int(builder.info.splits[expr].num_examples) for ours, expr in splits.items()} if builder.info.splits else None
     return out, builder.info, counts
 

@@ -140,8 +140,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif args.what == "architectures":
         offered: dict[str, list[str]] = {}
         for n in tasks.names():
-            for a in tasks.get(n).architectures:
+            task = tasks.get(n)
+            for a in task.architectures:
                 offered.setdefault(a, []).append(n)
+            for a, purpose in task.supporting_architectures.items():
+                offered.setdefault(a, []).append(f"{n} ({purpose})")
         rows = []
         for name in architectures.names():
             arch = architectures.get(name)
@@ -159,7 +162,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             task = tasks.get(n)
             for name, description in task.list_datasets():
                 rows.append({"task": n, "dataset": name, "description": description})
-            rows.append({"task": n, "dataset": "<TFDS name>", "description": f"any TensorFlow Datasets {task.input_kind} dataset, prepared in --data-dir"})
+            if task.reads_tfds:
+                rows.append({"task": n, "dataset": "<TFDS name>", "description": f"any TensorFlow Datasets {task.input_kind} dataset, prepared in --data-dir"})
             rows.append({"task": n, "dataset": "--data PATH", "description": "your own data (README, 'Data sources')"})
         print(reporting.format_table(rows, ["task", "dataset", "description"]))
     return 0

@@ -176,3 +176,494 @@ class ImageClassifier(ClassifierMixin, TaskEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+class SentimentClassifier(ClassifierMixin, TaskEstimator):
+    """Text classifier over raw strings, trained by the sentiment pipeline.
+
+    Args:
+        architecture: a sentiment architecture (``lstm``, ``gru``, ``rnn``,
+            ``transformer``, ``cnn``, ``transfer``, or ``mlp`` over TF-IDF n-grams).
+        epochs: maximum training epochs (early stopping on a validation split).
+        batch_size: examples per batch.
+        learning_rate: Adam learning rate.
+        validation_fraction: share of the training data held out for early stopping.
+        early_stopping_patience: epochs without validation improvement before stopping.
+        max_tokens: vocabulary size of the ``TextVectorization`` layer.
+        sequence_length: tokens per text (``None``: the 99th percentile of the training texts).
+        ngrams: n-gram order of the ``mlp`` bag of words.
+        hparams: architecture hyperparameters (``dlsuite list architectures``).
+        random_state: seed for the split, initialization and shuffling.
+        verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+
+    Attributes:
+        classes_: class labels seen in ``fit``.
+        model_: the fitted Keras model (raw strings in, class probabilities out).
+        cleaning_: what ``fit`` did to the texts (``non_utf8_replaced``, ``empty_dropped``).
+    """
+
+    task_name = "sentiment"
+
+    def __init__(
+        self,
+        architecture: str = "lstm",
+        epochs: int = 12,
+        batch_size: int = 64,
+        learning_rate: float = 1e-3,
+        validation_fraction: float = 0.1,
+        early_stopping_patience: int = 3,
+        max_tokens: int = 20000,
+        sequence_length: int | None = None,
+        ngrams: int = 2,
+        hparams: dict | None = None,
+        random_state: int = 0,
+        verbose: int = 0,
+    ):
+        self.architecture = architecture
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.early_stopping_patience = early_stopping_patience
+        self.max_tokens = max_tokens
+        self.sequence_length = sequence_length
+        self.ngrams = ngrams
+        self.hparams = hparams
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @staticmethod
+    def _texts(X: Any) -> list[Any]:
+        """A 1-D list/array/Series of strings (or a single-column 2-D array) as a list."""
+        if isinstance(X, (str, bytes)):
+            raise DlsuiteError("X must be a sequence of texts, not a single string; wrap it in a list.")
+        X = np.asarray(X, dtype=object)
+        if X.ndim == 2 and X.shape[1] == 1:
+            X = X[:, 0]
+        if X.ndim != 1:
+            raise DlsuiteError(f"X must be a 1-D sequence of texts, got shape {X.shape}.")
+        return X.tolist()
+
+    def fit(self, X: Any, y: Any) -> "SentimentClassifier":
+        texts, y = self._texts(X), np.asarray(y)
+        if len(texts) != len(y):
+            raise DlsuiteError(f"X has {len(texts)} texts but y has {len(y)} labels.")
+        check_classification_targets(y)
+        self.classes_, ids = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise DlsuiteError("y holds a single class; a classifier needs at least two.")
+        _, counts = np.unique(ids, return_counts=True)
+        stratify = ids if counts.min() >= 2 and self.validation_fraction * len(ids) >= len(counts) else None
+        train, val = train_test_split(
+            np.arange(len(ids)), test_size=self.validation_fraction, random_state=self.random_state, stratify=stratify
+        )
+        splits = self._splits(texts, ids, train, val)
+        self.cleaning_ = splits.metadata["cleaning"]
+        task, cfg = self._task_config(
+            max_tokens=int(self.max_tokens),
+            sequence_length=None if self.sequence_length is None else int(self.sequence_length),
+            ngrams=int(self.ngrams),
+        )
+        self.model_ = self._train(task, cfg, splits)
+        return self
+
+    def _splits(self, texts: list[Any], ids: np.ndarray, train: np.ndarray, val: np.ndarray) -> Any:
+        """Cleaned train/val splits (val doubles as test: the runner only trains on them)."""
+        import tensorflow as tf
+
+        from dlsuite.data.splits import Splits
+        from dlsuite.data.text import clean_texts
+
+        parts, cleaning = {}, {}
+        for name, idx in (("train", train), ("val", val)):
+            t, y, counts = clean_texts([texts[i] for i in idx], ids[idx], f"X ({name} part)")
+            parts[name] = tf.data.Dataset.from_tensor_slices((t, y.astype(np.int64)))
+            cleaning = {k: cleaning.get(k, 0) + v for k, v in counts.items()}
+            if name == "train" and len(np.unique(y)) < len(self.classes_):
+                raise DlsuiteError("after dropping empty texts, some class has no training example left.")
+        return Splits(
+            parts["train"], parts["val"], parts["val"],
+            {
+                "class_names": [str(c) for c in self.classes_],
+                "input_shape": [],
+                "input_dtype": "string",
+                "source": "arrays",
+                "cleaning": cleaning,
+            },
+        )
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        import tensorflow as tf
+
+        check_is_fitted(self, "model_")
+        texts = [t if isinstance(t, (str, bytes)) else "" if t is None else str(t) for t in self._texts(X)]
+        ds = tf.data.Dataset.from_tensor_slices(np.array(texts, dtype=object)).batch(256)
+        return np.concatenate([np.asarray(self.model_(batch, training=False)) for batch in ds])
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+from sklearn.base import OutlierMixin  # noqa: E402  (kept with the class that uses it)
+
+
+class AnomalyDetector(OutlierMixin, TaskEstimator):
+    """Unsupervised outlier detector over arrays, trained by the anomaly pipeline.
+
+    Follows scikit-learn's outlier detectors (``IsolationForest``): ``score_samples`` is
+    higher for more normal examples, ``decision_function`` is negative for outliers,
+    ``predict`` gives 1 (normal) or -1 (anomaly). As in PyOD, ``threshold_`` is the
+    ``(1 - contamination)`` quantile of the detector's anomaly scores on the training data and
+    ``decision_scores_`` holds those scores (higher = more unusual).
+
+    Args:
+        architecture: a detector family: ``autoencoder``, ``som`` or ``rbm``.
+        hparams: its hyperparameters (``{"variant": "lstm"}``; ``dlsuite list architectures``).
+        contamination: expected share of anomalies in the training data, in (0, 0.5].
+        epochs: maximum training epochs (early stopping on a validation part).
+        batch_size: examples per batch.
+        learning_rate: Adam learning rate.
+        validation_fraction: share of ``X`` held out for early stopping (the last part of windows).
+        early_stopping_patience: epochs without validation improvement before stopping.
+        random_state: seed of the split, initialization and shuffling.
+        verbose: Keras ``fit`` verbosity.
+
+    Attributes:
+        model_: the fitted Keras model (raw rows or windows in, anomaly scores out).
+        threshold_: scores above it are anomalies.
+        offset_: ``-threshold_`` (``decision_function = score_samples - offset_``).
+        decision_scores_: anomaly scores of the training examples the detector learned from.
+        n_features_in_: values per row (rows) or channels per point (windows) seen in ``fit``.
+    """
+
+    task_name = "anomaly"
+
+    def __init__(
+        self,
+        architecture: str = "autoencoder",
+        hparams: dict | None = None,
+        contamination: float = 0.1,
+        epochs: int = 30,
+        batch_size: int = 128,
+        learning_rate: float = 1e-3,
+        validation_fraction: float = 0.1,
+        early_stopping_patience: int = 5,
+        random_state: int = 0,
+        verbose: int = 0,
+    ):
+        self.architecture = architecture
+        self.hparams = hparams
+        self.contamination = contamination
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.early_stopping_patience = early_stopping_patience
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # missing values are imputed with the training mean
+        return tags
+
+    def _features(self, X: Any, fitting: bool = False) -> np.ndarray:
+        X = np.asarray(X)
+        if X.dtype == object or not np.issubdtype(X.dtype, np.number):
+            raise DlsuiteError(f"X must hold numbers (NaN for missing), got dtype {X.dtype}; encode text columns first.")
+        if X.ndim not in (2, 3):
+            raise DlsuiteError(f"X must be [n, features] rows or [n, window, channels] windows, got shape {X.shape}.")
+        if np.isinf(X).any():
+            raise DlsuiteError("X holds infinite values; replace them (NaN counts as missing and is imputed).")
+        if fitting:
+            self.n_features_in_ = int(X.shape[-1])
+            self.input_shape_ = tuple(int(d) for d in X.shape[1:])
+        elif tuple(X.shape[1:]) != self.input_shape_:
+            raise DlsuiteError(f"X examples have shape {tuple(X.shape[1:])}; the detector was fitted on {self.input_shape_}.")
+        return X.astype(np.float32)
+
+    def fit(self, X: Any, y: Any = None) -> "AnomalyDetector":
+        """Learn normal behaviour from ``X`` (``y`` is ignored: unsupervised)."""
+        from dlsuite.data.anomaly_data import fit_arrays
+        from dlsuite.tasks.anomaly import score_layer
+
+        features = self._features(X, fitting=True)
+        splits = fit_arrays(features, validation_fraction=self.validation_fraction, seed=int(self.random_state))
+        task, cfg = self._task_config(train_on="all")
+        cfg["threshold"].update(method="contamination", contamination=float(self.contamination))
+        self.model_ = self._train(task, cfg, splits)
+        self.threshold_ = float(score_layer(self.model_).threshold)
+        self.offset_ = -self.threshold_
+        self.decision_scores_ = self._anomaly_scores(features)
+        return self
+
+    def _anomaly_scores(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model_.predict(X, batch_size=512, verbose=0), np.float64).reshape(-1)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """The opposite of the anomaly score: higher = more normal."""
+        check_is_fitted(self, "model_")
+        return -self._anomaly_scores(self._features(X))
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """``score_samples(X) - offset_``: negative for anomalies, positive for normal examples."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X: Any) -> np.ndarray:
+        """1 for normal examples, -1 for anomalies (score above ``threshold_``)."""
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+
+class SpeechRecognizer(ClassifierMixin, TaskEstimator):
+    """Spoken-word classifier over waveform arrays, trained by the speech pipeline.
+
+    Args:
+        architecture: a speech architecture (``cnn``, ``resnet``, ``crnn``, ``lstm``, ``gru``, ``transformer``).
+        sample_rate: rate of the waveforms in ``X`` (Hz).
+        duration: seconds every clip is padded or cropped to.
+        features: ``"log_mel"`` or ``"mfcc"`` front-end.
+        epochs: maximum training epochs (early stopping on a validation split).
+        batch_size: examples per batch.
+        learning_rate: Adam learning rate.
+        validation_fraction: share of the training data held out for early stopping.
+        early_stopping_patience: epochs without validation improvement before stopping.
+        augment: SpecAugment masking and background-noise mixing of training batches.
+        hparams: architecture hyperparameters (``dlsuite list architectures``).
+        random_state: seed for the split, initialization and shuffling.
+        verbose: Keras ``fit`` verbosity.
+
+    Attributes:
+        classes_: class labels seen in ``fit``.
+        model_: the fitted Keras model (waveforms ``[n, samples]`` in, class probabilities out).
+        n_features_in_: samples per clip the model takes (``sample_rate * duration``).
+    """
+
+    task_name = "speech"
+
+    def __init__(
+        self,
+        architecture: str = "cnn",
+        sample_rate: int = 8000,
+        duration: float = 1.0,
+        features: str = "log_mel",
+        epochs: int = 15,
+        batch_size: int = 64,
+        learning_rate: float = 2e-3,
+        validation_fraction: float = 0.1,
+        early_stopping_patience: int = 5,
+        augment: bool = False,
+        hparams: dict | None = None,
+        random_state: int = 0,
+        verbose: int = 0,
+    ):
+        self.architecture = architecture
+        self.sample_rate = sample_rate
+        self.duration = duration
+        self.features = features
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.early_stopping_patience = early_stopping_patience
+        self.augment = augment
+        self.hparams = hparams
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _waveforms(self, X: Any) -> np.ndarray:
+        from dlsuite.data.audio import standardize
+
+        return standardize(X, sample_rate=int(self.sample_rate), duration=float(self.duration))
+
+    def fit(self, X: Any, y: Any) -> "SpeechRecognizer":
+        import tensorflow as tf
+
+        from dlsuite.data.splits import Splits
+        from dlsuite.data.spectrogram import FEATURE_TYPES
+
+        if self.features not in FEATURE_TYPES:
+            raise DlsuiteError(f"features must be one of {', '.join(FEATURE_TYPES)}, got {self.features!r}.")
+        clips = self._waveforms(X)
+        y = np.asarray(y)
+        if len(clips) != len(y):
+            raise DlsuiteError(f"X has {len(clips)} clips but y has {len(y)} labels.")
+        check_classification_targets(y)
+        self.classes_, ids = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise DlsuiteError("y holds a single class; a classifier needs at least two.")
+        _, counts = np.unique(ids, return_counts=True)
+        stratify = ids if counts.min() >= 2 and self.validation_fraction * len(ids) >= len(counts) else None
+        train, val = train_test_split(
+            np.arange(len(ids)), test_size=self.validation_fraction, random_state=self.random_state, stratify=stratify
+        )
+        data = lambda idx: tf.data.Dataset.from_tensor_slices((clips[idx], ids[idx]))  # noqa: E731
+        splits = Splits(
+            data(train), data(val), data(val),
+            {
+                "class_names": [str(c) for c in self.classes_],
+                "sample_rate": int(self.sample_rate),
+                "num_samples": int(clips.shape[1]),
+                "input_shape": [int(clips.shape[1])],
+                "input_dtype": "float32",
+                "source": "arrays",
+                "num_examples": {"train": len(train), "val": len(val), "test": len(val)},
+            },
+        )
+        task, cfg = self._task_config(augment=bool(self.augment), sample_rate=int(self.sample_rate),
+                                      duration=float(self.duration))
+        cfg["features"]["type"] = self.features
+        self.n_features_in_ = int(clips.shape[1])
+        self.model_ = self._train(task, cfg, splits)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        return np.asarray(self.model_.predict(self._waveforms(X), batch_size=256, verbose=0))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+class FraudDetector(ClassifierMixin, TaskEstimator):
+    """Binary fraud classifier over a table, trained by the fraud pipeline.
+
+    ``X`` is a DataFrame (numeric and text columns; text is one-hot encoded, missing values
+    are imputed) or a numeric array. The decision threshold is chosen on a validation part
+    of ``X`` by cost or by a target precision/recall, as in ``dlsuite run fraud``.
+
+    Args:
+        architecture: ``mlp``, ``rbfn``, ``dbn`` or ``autoencoder`` (trained on legitimate rows only).
+        imbalance: ``none``, ``class_weight``, ``focal``, ``resample`` or ``gan``.
+        threshold_method: ``cost``, ``precision`` or ``recall``.
+        threshold_target: the precision or recall to reach (``precision`` / ``recall`` methods).
+        false_negative_cost: cost of a missed fraud (``cost`` method).
+        false_positive_cost: cost of a false alarm (``cost`` method).
+        epochs: maximum training epochs (early stopping on the validation part).
+        batch_size: examples per batch.
+        learning_rate: Adam learning rate.
+        validation_fraction: share of ``X`` held out for early stopping and the threshold
+            (the latest rows when ``time_column`` is set, else a stratified random part).
+        early_stopping_patience: epochs without validation improvement before stopping.
+        hparams: architecture hyperparameters (``dlsuite list architectures``).
+        time_column: a column of ``X`` with timestamps, used for the split and not as a feature.
+        categorical_columns: integer columns to one-hot encode instead of normalizing.
+        max_categories: the most distinct values a text column may have.
+        random_state: seed for the split, initialization and shuffling.
+        verbose: Keras ``fit`` verbosity.
+
+    Attributes:
+        classes_: the two labels seen in ``fit``; ``classes_[1]`` is fraud.
+        model_: the fitted Keras model (a dict of raw columns in, fraud probability out).
+        threshold_: fraud probabilities at or above it are predicted as fraud.
+        feature_names_in_: the feature columns (DataFrame input).
+        n_features_in_: number of columns of ``X`` seen in ``fit``.
+    """
+
+    task_name = "fraud"
+
+    def __init__(
+        self,
+        architecture: str = "mlp",
+        imbalance: str = "class_weight",
+        threshold_method: str = "cost",
+        threshold_target: float = 0.9,
+        false_negative_cost: float = 20.0,
+        false_positive_cost: float = 1.0,
+        epochs: int = 30,
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        validation_fraction: float = 0.2,
+        early_stopping_patience: int = 5,
+        hparams: dict | None = None,
+        time_column: str | None = None,
+        categorical_columns: tuple = (),
+        max_categories: int = 100,
+        random_state: int = 0,
+        verbose: int = 0,
+    ):
+        self.architecture = architecture
+        self.imbalance = imbalance
+        self.threshold_method = threshold_method
+        self.threshold_target = threshold_target
+        self.false_negative_cost = false_negative_cost
+        self.false_positive_cost = false_positive_cost
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.early_stopping_patience = early_stopping_patience
+        self.hparams = hparams
+        self.time_column = time_column
+        self.categorical_columns = categorical_columns
+        self.max_categories = max_categories
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # imputed with the training mean
+        tags.input_tags.string = True  # text columns are categories
+        return tags
+
+    @staticmethod
+    def _frame(X: Any) -> "Any":
+        import pandas as pd
+
+        if isinstance(X, pd.DataFrame):
+            return X.reset_index(drop=True).rename(columns=str)
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise DlsuiteError(f"X must be a DataFrame or a 2-D array [rows, columns], got shape {X.shape}.")
+        return pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+
+    def fit(self, X: Any, y: Any) -> "FraudDetector":
+        from dlsuite import config
+        from dlsuite.tasks.fraud import fields_of, frame_splits
+
+        df = self._frame(X)
+        y = np.asarray(y)
+        if len(df) != len(y):
+            raise DlsuiteError(f"X has {len(df)} rows but y has {len(y)} labels.")
+        check_classification_targets(y)
+        self.classes_, ids = np.unique(y, return_inverse=True)
+        if len(self.classes_) != 2:
+            raise DlsuiteError(f"y must hold exactly two classes (legitimate, fraud), got {len(self.classes_)}.")
+        self.n_features_in_ = int(df.shape[1])
+        if hasattr(X, "columns"):
+            self.feature_names_in_ = np.asarray(df.columns, dtype=object)
+        label = "__label__"
+        splits = frame_splits(
+            df.assign(**{label: ids}), label_column=label, time_column=self.time_column,
+            categorical_columns=list(self.categorical_columns), max_categories=int(self.max_categories),
+            val_fraction=float(self.validation_fraction), test_fraction=None, seed=int(self.random_state), source="X",
+        )
+        task, cfg = self._task_config(max_categories=int(self.max_categories))
+        settings = {
+            "imbalance.method": self.imbalance,
+            "threshold.method": self.threshold_method,
+            "threshold.target": float(self.threshold_target),
+            "cost.false_negative": float(self.false_negative_cost),
+            "cost.false_positive": float(self.false_positive_cost),
+        }
+        for dotted, value in settings.items():
+            config.merge(cfg, config.nest(dotted, value), source=f"FraudDetector {dotted.replace('.', '_')}")
+        config.check_choices(cfg, task.choices())
+        self.model_ = self._train(task, cfg, splits)
+        self.fields_ = fields_of(splits.metadata)
+        self.threshold_ = float(splits.metadata["threshold"])
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The fraud probability of each row (higher = more likely fraud)."""
+        from dlsuite.tasks.fraud import fraud_probability, rows_to_fields
+
+        check_is_fitted(self, "model_")
+        return fraud_probability(self.model_, rows_to_fields(self._frame(X), self.fields_))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        p = self.decision_function(X)
+        return np.stack([1.0 - p, p], axis=1)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """``classes_[1]`` (fraud) where the probability reaches ``threshold_``, else ``classes_[0]``."""
+        return self.classes_[(self.decision_function(X) >= self.threshold_).astype(np.int64)]

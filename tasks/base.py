@@ -73,6 +73,9 @@ class Task(abc.ABC):
         input_kind: what its networks receive (an ``INPUT_KINDS`` value).
         architectures: families this task offers; the first is the default.
         embedded_datasets: offline datasets shipped with dlsuite, name -> description.
+        supporting_architectures: families the task uses for something other than its
+            network, name -> what for (fraud: ``gan`` oversamples the rare class).
+        reads_tfds: whether ``data.dataset`` may name a TensorFlow Datasets dataset.
     """
 
     name: ClassVar[str]
@@ -80,6 +83,8 @@ class Task(abc.ABC):
     input_kind: ClassVar[str]
     architectures: ClassVar[tuple[str, ...]]
     embedded_datasets: ClassVar[Mapping[str, str]]
+    supporting_architectures: ClassVar[Mapping[str, str]] = {}
+    reads_tfds: ClassVar[bool] = True
 
     # -- configuration -------------------------------------------------------------
     def config_overrides(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ class ImageClassification(ClassificationTask):
     name = "image_classification"
     summary = "images -> one of N classes; export takes uint8 pixels or PNG/JPEG bytes"
     input_kind = "image"
-    architectures = ("cnn", "resnet", "inception", "mlp")
+    architectures = ("cnn", "resnet", "inception", "mlp", "dbn", "rbfn", "transfer")
     embedded_datasets = images.EMBEDDED
 
     def config_overrides(self) -> dict[str, Any]:

@@ -187,10 +187,18 @@ def fit(
             drop_remainder=tpu,
         )
         counts = splits.metadata.get("num_examples") or {}
+        train_examples = task.training_examples(splits, cfg)
+        # A hook that filters or resamples states its own size (assert_cardinality) when it knows it;
+        # the split's recorded size holds only for the split itself.
+        if train_examples is splits.train:
+            train_count = counts.get("train")
+        else:
+            train_count = int(train_examples.cardinality())
+            train_count = train_count if train_count >= 0 else None
         train_ds = batched(
-            task.training_examples(splits, cfg),
+            train_examples,
             training=True,
-            num_examples=counts.get("train"),
+            num_examples=train_count,
             augment=(lambda x, y: (augmenter(x, training=True), y)) if augmenter is not None else None,
             **common,
         )

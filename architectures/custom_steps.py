@@ -1,0 +1,83 @@
+"""Helpers for families that write their own ``train_step`` (autoencoders, GANs).
+
+Keras's built-in step divides the loss by the number of replicas before taking
+gradients, because a tf.distribute optimizer *sums* the replicas' gradients;
+custom steps must do the same to train at the same effective learning rate
+under a ``MirroredStrategy`` or a TPU as on one device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+def split_batch(data: Any) -> tuple[Any, Any]:
+    """``(x, y)`` from a ``fit`` batch: ``x``, ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``.
+
+    Args:
+        data: one batch as Keras hands it to ``train_step``.
+
+    Returns:
+        ``(x, y)``; ``y`` is ``None`` when the batch has no labels.
+    """
+    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+    return x, y
+
+
+def scale_for_replicas(loss: Any) -> Any:
+    """Divide a per-replica mean loss by the replica count before its gradient is taken.
+
+    Args:
+        loss: scalar loss, averaged over this replica's examples.
+
+    Returns:
+        The loss whose gradients, summed over replicas by the optimizer, give
+        the gradient of the global mean.
+    """
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = ops.multiply(loss, ops.cast(1.0 / replicas, loss.dtype))
+    return loss
+
+
+def per_example_mean(values: Any) -> Any:
+    """Mean over every axis but the first: ``[batch, ...] -> [batch]`` (float32)."""
+    values = ops.cast(values, "float32")
+    axes = tuple(range(1, len(values.shape)))
+    return ops.mean(values, axis=axes) if axes else values
+
+
+class CustomStepModel(keras.Model):
+    """Base of models whose ``train_step``/``test_step`` compute their own objective.
+
+    ``compile`` accepts the task's loss and metrics, as the runner passes them,
+    and drops them: the objective is the model's own, and a supervised loss
+    could not even be built against its outputs (a reconstruction shaped like
+    the input, for instance). Optimizers are built in ``compile``, i.e. inside
+    the caller's strategy scope, and again when a ``.keras`` file is loaded.
+    """
+
+    def compile(
+        self,
+        optimizer: Any = "adam",
+        loss: Any = None,
+        loss_weights: Any = None,
+        metrics: Any = None,
+        weighted_metrics: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """``keras.Model.compile``; ``loss`` and the metrics are accepted and ignored."""
+        del loss, loss_weights, metrics, weighted_metrics
+        super().compile(optimizer=optimizer, **kwargs)
+        self.build_optimizers()
+
+    def build_optimizers(self) -> None:
+        """Create the optimizers' variables (subclasses with several optimizers override)."""
+        self.optimizer.build(self.trainable_variables)
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        self.compile(**keras.saving.deserialize_keras_object(config))
