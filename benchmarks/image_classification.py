@@ -15,7 +15,8 @@ and validation splits) and tested on the very same 360 test images; the script
 checks that the two test splits hold the same examples before it reports.
 
 Options:
-    --architectures cnn,resnet   a subset (default: all of the task's architectures)
+    --architectures cnn,resnet   a subset (default: the task's architectures but transfer, which
+                                 needs a pretrained backbone; benchmarks/architectures.py runs it)
     --seeds 0,1,2                training seeds (network init, shuffling); the data
                                  split stays seed 0 for every run. Default: 0.
     --out DIR                    keep run directories and exports in DIR (default: a
@@ -32,14 +33,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import shlex
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -285,7 +285,7 @@ def parse_args(argv: Sequence[str] | None, architectures: Sequence[str]) -> argp
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds (the split stays seed 0)")
     parser.add_argument("--out", type=Path, help="keep run directories and exports here (default: a temp dir)")
     parser.add_argument("--repeats", type=int, default=100, help="timed calls per latency figure")
-    parser.add_argument("--write-results", action="store_true", help=f"rewrite this section of {RESULTS_FILE.name}")
+    parser.add_argument("--write-results", action="store_true", help=f"rewrite this section of {common.RESULTS_FILE.name}")
     args = parser.parse_args(argv)
     args.architectures = [a.strip() for a in args.architectures.split(",") if a.strip()]
     unknown = sorted(set(args.architectures) - set(architectures))
@@ -321,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started, load_at_start = time.perf_counter(), common.load_average()
     from dlsuite import tasks
 
-    args = parse_args(argv, tasks.get(TASK).architectures)
+    args = parse_args(argv, [a for a in tasks.get(TASK).architectures if a != "transfer"])
     command = shlex.join(["python", "benchmarks/image_classification.py", *(sys.argv[1:] if argv is None else argv)])
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -339,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.write_results:
         loads = (load_at_start, common.load_average())
         common.write_results(TASK, results_section(command, body, verdict_line, total, args.repeats, num_test, loads))
-        log.info("wrote %s", RESULTS_FILE)
+        log.info("wrote %s", common.RESULTS_FILE)
     return 0
 
 

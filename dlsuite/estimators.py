@@ -60,7 +60,57 @@ class TaskEstimator(BaseEstimator):
             return runner.fit(task, cfg, splits, Path(work), strategy)
 
 
-class ImageClassifier(ClassifierMixin, TaskEstimator):
+class ClassifierEstimator(ClassifierMixin, TaskEstimator):
+    """A classifier over a task pipeline: labels to ids, a validation holdout, argmax predictions.
+
+    Subclasses implement ``fit`` (with :meth:`_encode_labels` and :meth:`_holdout`)
+    and ``predict_proba``.
+    """
+
+    def _encode_labels(self, y: Any, num_examples: int, what: str = "examples") -> np.ndarray:
+        """Set ``classes_`` and return each label's index in it."""
+        y = np.asarray(y)
+        if num_examples != len(y):
+            raise DlsuiteError(f"X has {num_examples} {what} but y has {len(y)} labels.")
+        check_classification_targets(y)
+        self.classes_, ids = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise DlsuiteError("y holds a single class; a classifier needs at least two.")
+        return ids
+
+    def _holdout(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(train, validation) indices: ``validation_fraction`` held out for early stopping, stratified when possible."""
+        _, counts = np.unique(ids, return_counts=True)
+        stratify = ids if counts.min() >= 2 and self.validation_fraction * len(ids) >= len(counts) else None
+        return train_test_split(
+            np.arange(len(ids)), test_size=self.validation_fraction, random_state=self.random_state, stratify=stratify
+        )
+
+    def _array_splits(self, features: np.ndarray, ids: np.ndarray, metadata: dict[str, Any]) -> Any:
+        """Splits over in-memory arrays; the validation part doubles as test (fit never evaluates)."""
+        import tensorflow as tf
+
+        from dlsuite.data.splits import Splits
+
+        train, val = self._holdout(ids)
+        data = lambda idx: tf.data.Dataset.from_tensor_slices((features[idx], ids[idx]))  # noqa: E731
+        return Splits(
+            data(train), data(val), data(val),
+            {
+                "class_names": [str(c) for c in self.classes_],
+                "input_shape": list(features.shape[1:]),
+                "input_dtype": "float32",
+                "source": "arrays",
+                "num_examples": {"train": len(train), "val": len(val), "test": len(val)},
+                **metadata,
+            },
+        )
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+class ImageClassifier(ClassifierEstimator):
     """Image classifier over arrays, trained by the image_classification pipeline.
 
     Args:
@@ -139,33 +189,8 @@ class ImageClassifier(ClassifierMixin, TaskEstimator):
         return X.astype(np.float32)
 
     def fit(self, X: Any, y: Any) -> "ImageClassifier":
-        from dlsuite.data.splits import Splits
-        import tensorflow as tf
-
         images = self._images(X, fitting=True)
-        y = np.asarray(y)
-        if len(images) != len(y):
-            raise DlsuiteError(f"X has {len(images)} examples but y has {len(y)} labels.")
-        check_classification_targets(y)
-        self.classes_, ids = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise DlsuiteError("y holds a single class; a classifier needs at least two.")
-        _, counts = np.unique(ids, return_counts=True)
-        stratify = ids if counts.min() >= 2 and self.validation_fraction * len(ids) >= len(counts) else None
-        train, val = train_test_split(
-            np.arange(len(ids)), test_size=self.validation_fraction, random_state=self.random_state, stratify=stratify
-        )
-        data = lambda idx: tf.data.Dataset.from_tensor_slices((images[idx], ids[idx]))  # noqa: E731
-        splits = Splits(
-            data(train), data(val), data(val),
-            {
-                "class_names": [str(c) for c in self.classes_],
-                "input_shape": list(images.shape[1:]),
-                "input_dtype": "float32",
-                "source": "arrays",
-                "num_examples": {"train": len(train), "val": len(val), "test": len(val)},
-            },
-        )
+        splits = self._array_splits(images, self._encode_labels(y, len(images)), {})
         task, cfg = self._task_config(augment=bool(self.augment))
         self.model_ = self._train(task, cfg, splits)
         return self
@@ -174,11 +199,8 @@ class ImageClassifier(ClassifierMixin, TaskEstimator):
         check_is_fitted(self, "model_")
         return np.asarray(self.model_.predict(self._images(X), batch_size=256, verbose=0))
 
-    def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
-
-class SentimentClassifier(ClassifierMixin, TaskEstimator):
+class SentimentClassifier(ClassifierEstimator):
     """Text classifier over raw strings, trained by the sentiment pipeline.
 
     Args:
@@ -245,19 +267,9 @@ class SentimentClassifier(ClassifierMixin, TaskEstimator):
         return X.tolist()
 
     def fit(self, X: Any, y: Any) -> "SentimentClassifier":
-        texts, y = self._texts(X), np.asarray(y)
-        if len(texts) != len(y):
-            raise DlsuiteError(f"X has {len(texts)} texts but y has {len(y)} labels.")
-        check_classification_targets(y)
-        self.classes_, ids = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise DlsuiteError("y holds a single class; a classifier needs at least two.")
-        _, counts = np.unique(ids, return_counts=True)
-        stratify = ids if counts.min() >= 2 and self.validation_fraction * len(ids) >= len(counts) else None
-        train, val = train_test_split(
-            np.arange(len(ids)), test_size=self.validation_fraction, random_state=self.random_state, stratify=stratify
-        )
-        splits = self._splits(texts, ids, train, val)
+        texts = self._texts(X)
+        ids = self._encode_labels(y, len(texts), "texts")
+        splits = self._splits(texts, ids, *self._holdout(ids))
         self.cleaning_ = splits.metadata["cleaning"]
         task, cfg = self._task_config(
             max_tokens=int(self.max_tokens),
@@ -299,9 +311,6 @@ class SentimentClassifier(ClassifierMixin, TaskEstimator):
         texts = [t if isinstance(t, (str, bytes)) else "" if t is None else str(t) for t in self._texts(X)]
         ds = tf.data.Dataset.from_tensor_slices(np.array(texts, dtype=object)).batch(256)
         return np.concatenate([np.asarray(self.model_(batch, training=False)) for batch in ds])
-
-    def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
 from sklearn.base import OutlierMixin  # noqa: E402  (kept with the class that uses it)
@@ -414,7 +423,7 @@ class AnomalyDetector(OutlierMixin, TaskEstimator):
         return np.where(self.decision_function(X) < 0, -1, 1)
 
 
-class SpeechRecognizer(ClassifierMixin, TaskEstimator):
+class SpeechRecognizer(ClassifierEstimator):
     """Spoken-word classifier over waveform arrays, trained by the speech pipeline.
 
     Args:
@@ -476,38 +485,14 @@ class SpeechRecognizer(ClassifierMixin, TaskEstimator):
         return standardize(X, sample_rate=int(self.sample_rate), duration=float(self.duration))
 
     def fit(self, X: Any, y: Any) -> "SpeechRecognizer":
-        import tensorflow as tf
-
-        from dlsuite.data.splits import Splits
         from dlsuite.data.spectrogram import FEATURE_TYPES
 
         if self.features not in FEATURE_TYPES:
             raise DlsuiteError(f"features must be one of {', '.join(FEATURE_TYPES)}, got {self.features!r}.")
         clips = self._waveforms(X)
-        y = np.asarray(y)
-        if len(clips) != len(y):
-            raise DlsuiteError(f"X has {len(clips)} clips but y has {len(y)} labels.")
-        check_classification_targets(y)
-        self.classes_, ids = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise DlsuiteError("y holds a single class; a classifier needs at least two.")
-        _, counts = np.unique(ids, return_counts=True)
-        stratify = ids if counts.min() >= 2 and self.validation_fraction * len(ids) >= len(counts) else None
-        train, val = train_test_split(
-            np.arange(len(ids)), test_size=self.validation_fraction, random_state=self.random_state, stratify=stratify
-        )
-        data = lambda idx: tf.data.Dataset.from_tensor_slices((clips[idx], ids[idx]))  # noqa: E731
-        splits = Splits(
-            data(train), data(val), data(val),
-            {
-                "class_names": [str(c) for c in self.classes_],
-                "sample_rate": int(self.sample_rate),
-                "num_samples": int(clips.shape[1]),
-                "input_shape": [int(clips.shape[1])],
-                "input_dtype": "float32",
-                "source": "arrays",
-                "num_examples": {"train": len(train), "val": len(val), "test": len(val)},
-            },
+        splits = self._array_splits(
+            clips, self._encode_labels(y, len(clips), "clips"),
+            {"sample_rate": int(self.sample_rate), "num_samples": int(clips.shape[1])},
         )
         task, cfg = self._task_config(augment=bool(self.augment), sample_rate=int(self.sample_rate),
                                       duration=float(self.duration))
@@ -520,11 +505,8 @@ class SpeechRecognizer(ClassifierMixin, TaskEstimator):
         check_is_fitted(self, "model_")
         return np.asarray(self.model_.predict(self._waveforms(X), batch_size=256, verbose=0))
 
-    def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
-
-class FraudDetector(ClassifierMixin, TaskEstimator):
+class FraudDetector(ClassifierEstimator):
     """Binary fraud classifier over a table, trained by the fraud pipeline.
 
     ``X`` is a DataFrame (numeric and text columns; text is one-hot encoded, missing values
@@ -621,11 +603,7 @@ class FraudDetector(ClassifierMixin, TaskEstimator):
         from dlsuite.tasks.fraud import fields_of, frame_splits
 
         df = self._frame(X)
-        y = np.asarray(y)
-        if len(df) != len(y):
-            raise DlsuiteError(f"X has {len(df)} rows but y has {len(y)} labels.")
-        check_classification_targets(y)
-        self.classes_, ids = np.unique(y, return_inverse=True)
+        ids = self._encode_labels(y, len(df), "rows")
         if len(self.classes_) != 2:
             raise DlsuiteError(f"y must hold exactly two classes (legitimate, fraud), got {len(self.classes_)}.")
         self.n_features_in_ = int(df.shape[1])

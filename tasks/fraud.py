@@ -384,7 +384,7 @@ class Fraud(Task):
     input_kind = "tabular"
     architectures = ("mlp", "rbfn", "dbn", "autoencoder")
     embedded_datasets = EMBEDDED
-    supporting_architectures = {"gan": "oversampling (imbalance.method=gan)"}
+    supporting_architectures = {"gan": "imbalance.method=gan oversampling"}
     reads_tfds = False
     headline_metric = "pr_auc"
 

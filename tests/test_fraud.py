@@ -15,7 +15,7 @@ from sklearn.model_selection import GridSearchCV
 
 from conftest import SHARED_DATASETS
 from dlsuite import DlsuiteError, architectures, cli
-from dlsuite.data import tables, transactions
+from dlsuite.data import transactions
 from dlsuite.estimators import FraudDetector
 from dlsuite.tasks import fraud, runner
 
