@@ -122,8 +122,10 @@ def training_callbacks(run_dir: Path, cfg: Mapping[str, Any]) -> list[keras.call
     history = reporting.read_history(run_dir / HISTORY_CSV)
     best_so_far = min(history["val_loss"]) if history.get("val_loss") else None
     return [
-        # Backup first: an epoch shown in history.csv is always one the backup holds.
-        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
+        # Backup first: an epoch shown in history.csv is always one the backup holds. A kill while
+        # the backup is being written leaves a corrupt file; the double checkpoint keeps the one
+        # before it, which Keras falls back to on resume.
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True),
         keras.callbacks.ModelCheckpoint(
             str(run_dir / BEST_WEIGHTS),
             monitor="val_loss",
@@ -235,7 +237,10 @@ def fit(
             **task.fit_options(splits, cfg),
         )
         if (run_dir / BEST_WEIGHTS).exists():
-            network.load_weights(str(run_dir / BEST_WEIGHTS))
+            try:
+                network.load_weights(str(run_dir / BEST_WEIGHTS))
+            except OSError as e:  # a kill while it was being written, and no better epoch since
+                log.warning("%s is unreadable (%s); keeping the last epoch's weights", BEST_WEIGHTS, e)
         model = task.inference_model(task.raw_input(splits), preprocessor, network, splits)
         task.calibrate(model, splits, cfg)
         return model
