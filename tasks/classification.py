@@ -12,7 +12,35 @@ import tensorflow as tf
 from dlsuite import reporting
 from dlsuite.data.pipeline import batched
 from dlsuite.data.splits import Splits
+from dlsuite.errors import DlsuiteError
 from dlsuite.tasks.base import Task
+
+
+@keras.saving.register_keras_serializable(package="dlsuite")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy of integer labels against probabilities, with label smoothing.
+
+    Keras's ``SparseCategoricalCrossentropy`` has no ``label_smoothing``; this
+    one-hot encodes the labels and uses ``categorical_crossentropy``, whose
+    smoothing moves ``label_smoothing`` of each target's mass evenly onto all classes.
+
+    Args:
+        label_smoothing: in ``[0, 1)``.
+        name: the loss name.
+        **kwargs: ``keras.losses.Loss`` arguments (``reduction``, ``dtype``).
+    """
+
+    def __init__(self, label_smoothing: float = 0.1, name: str = "smoothed_sparse_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        labels = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
+        targets = keras.ops.one_hot(labels, keras.ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(targets, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 class ClassificationTask(Task):
@@ -28,8 +56,17 @@ class ClassificationTask(Task):
     def head(self, splits: Splits) -> tuple[int, str | None]:
         return len(splits.class_names), "softmax"
 
+    def default_config(self) -> dict[str, Any]:
+        cfg = super().default_config()
+        cfg["train"].setdefault("label_smoothing", 0.0)
+        return cfg
+
     def loss_and_metrics(self, splits: Splits, cfg: Mapping[str, Any]) -> tuple[Any, list[Any]]:
-        return keras.losses.SparseCategoricalCrossentropy(), [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        smoothing = cfg["train"]["label_smoothing"]
+        if not 0.0 <= smoothing < 1.0:
+            raise DlsuiteError(f"train.label_smoothing must be in [0, 1), got {smoothing}; 0.1 is a usual value.")
+        loss = SmoothedSparseCrossentropy(smoothing) if smoothing else keras.losses.SparseCategoricalCrossentropy()
+        return loss, [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
     def predict_split(self, model: keras.Model, ds: tf.data.Dataset, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """(true labels, predicted probabilities) over an unbatched split, in one pass."""

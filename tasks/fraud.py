@@ -595,7 +595,8 @@ class Fraud(Task):
             reporting.plot_pr_curves(labels, two_columns, list(CLASS_NAMES), os.path.join(run_dir, "pr_curve.png"))
             reporting.plot_roc_curves(labels, two_columns, list(CLASS_NAMES), os.path.join(run_dir, "roc_curve.png"))
         reporting.plot_score_histogram(
-            probs, labels, metrics["threshold"], os.path.join(run_dir, "score_distribution.png")
+            probs, labels, metrics["threshold"], os.path.join(run_dir, "score_distribution.png"),
+            class_names=tuple(CLASS_NAMES), score_name="fraud probability",
         )
         reporting.plot_confusion_matrix(
             metrics["confusion_matrix"], list(CLASS_NAMES), os.path.join(run_dir, "confusion_matrix.png")

@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -105,6 +106,18 @@ def prepare_run_dir(cfg: Mapping[str, Any], run_dir: str | os.PathLike | None) -
         path.mkdir(parents=True, exist_ok=True)
         config.save(cfg, saved)
     return path
+
+
+def _discard_untrained(path: Path) -> None:
+    """Remove a run directory this run created, when it failed before any epoch was saved.
+
+    A bad data path or setting then leaves no directory behind that holds only
+    ``config.yaml``; a directory with a backup or best weights is kept to resume.
+    """
+    if (path / BACKUP_DIR).exists() or (path / BEST_WEIGHTS).exists():
+        return
+    log.info("removing %s: the run failed before any training was saved", path)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _worker_dir(cfg: Mapping[str, Any], run_dir: str | os.PathLike | None, worker: str) -> Path:
@@ -270,17 +283,24 @@ def run(
     started = time.perf_counter()
     strategy = make_strategy(cfg)
     chief, worker = distribute.worker_id()
-    path = prepare_run_dir(cfg, run_dir if chief else _worker_dir(cfg, run_dir, worker))
+    requested = run_dir if chief else _worker_dir(cfg, run_dir, worker)
+    existed = requested is not None and Path(requested).exists()
+    path = prepare_run_dir(cfg, requested)
     log.info("run directory: %s", path)
-    if splits is None:
-        log.info("loading data (%s)", cfg["data"]["path"] or cfg["data"]["dataset"])
-        splits = task.load(cfg)
-    log.info("examples: %s", splits.metadata.get("num_examples", "?"))
-    reporting.write_json(splits.metadata, path / DATA_METADATA)
+    try:
+        if splits is None:
+            log.info("loading data (%s)", cfg["data"]["path"] or cfg["data"]["dataset"])
+            splits = task.load(cfg)
+        log.info("examples: %s", splits.metadata.get("num_examples", "?"))
+        reporting.write_json(splits.metadata, path / DATA_METADATA)
 
-    fit_started = time.perf_counter()
-    model = fit(task, cfg, splits, path, strategy)
-    train_seconds = time.perf_counter() - fit_started
+        fit_started = time.perf_counter()
+        model = fit(task, cfg, splits, path, strategy)
+        train_seconds = time.perf_counter() - fit_started
+    except BaseException:
+        if not existed:
+            _discard_untrained(path)
+        raise
     if not chief:
         # Every worker takes part in fit; only the chief reports and exports.
         return RunResult(str(path), {"train_seconds": round(train_seconds, 2)}, model)

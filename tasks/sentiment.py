@@ -7,10 +7,16 @@ bag-of-words ``mlp``, and nothing at all for ``transfer``, whose TF Hub encoder
 takes the strings themselves. The runner maps the vectorizer over training
 batches inside tf.data and puts it back in front of the network for export,
 so the SavedModel takes a batch of ``tf.string``.
+
+With ``data.word_vectors`` (a GloVe/word2vec file, see
+:mod:`dlsuite.data.word_vectors`) the token embedding of the sequence families
+starts from pretrained vectors, looked up for the adapted vocabulary, and is
+fine-tuned (or kept fixed with ``data.freeze_word_vectors``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -21,9 +27,9 @@ import numpy as np
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
-from dlsuite import reporting
+from dlsuite import architectures, reporting
 from dlsuite.architectures import InputSpec
-from dlsuite.data import text
+from dlsuite.data import text, word_vectors
 from dlsuite.data.pipeline import batched
 from dlsuite.data.splits import Splits
 from dlsuite.errors import DlsuiteError
@@ -33,7 +39,9 @@ from dlsuite.tasks.classification import ClassificationTask
 # Families that read the text as a bag of n-grams (tabular TF-IDF features) or as raw strings.
 BAG_OF_WORDS = ("mlp",)
 RAW_TEXT = ("transfer",)
+TOKEN_FAMILIES = ("lstm", "gru", "rnn", "transformer", "cnn")
 MAX_AUTO_LENGTH = 256
+log = logging.getLogger(__name__)
 CONFIDENTLY_WRONG = 20
 WRONG_FILE = "confidently_wrong.tsv"
 
@@ -43,7 +51,7 @@ class Sentiment(ClassificationTask):
     name = "sentiment"
     summary = "text -> sentiment class; export takes a batch of raw strings"
     input_kind = "text"  # raw strings; the vectorizer turns them into tokens (or n-grams) for most families
-    architectures = ("lstm", "gru", "rnn", "transformer", "cnn", "transfer", "mlp")
+    architectures = TOKEN_FAMILIES + RAW_TEXT + BAG_OF_WORDS
     embedded_datasets = text.EMBEDDED
     output_names = ("probabilities", "label_id", "label")
 
@@ -58,6 +66,8 @@ class Sentiment(ClassificationTask):
                 "max_tokens": 20000,
                 "sequence_length": None,
                 "ngrams": 2,
+                "word_vectors": None,
+                "freeze_word_vectors": False,
                 "shuffle_buffer": 100000,
             },
             # The generated reviews: the lstm reaches its best validation loss in 5-9 epochs.
@@ -100,6 +110,11 @@ class Sentiment(ClassificationTask):
     def preprocessor(self, splits: Splits, cfg: Mapping[str, Any]) -> keras.layers.Layer:
         data, arch = cfg["data"], cfg["architecture"]
         texts = splits.train.map(lambda x, y: x).batch(1024)
+        if data["word_vectors"] and arch in RAW_TEXT + BAG_OF_WORDS:
+            raise DlsuiteError(
+                f"data.word_vectors starts the token embedding of {', '.join(TOKEN_FAMILIES)}; "
+                f"{arch} has none. Unset data.word_vectors or choose one of those architectures."
+            )
         if arch in RAW_TEXT:
             splits.metadata["vectorizer"] = {"mode": "raw"}
             return keras.layers.Identity(name="raw_text")
@@ -118,7 +133,33 @@ class Sentiment(ClassificationTask):
         vectorizer.adapt(texts)
         splits.metadata["vectorizer"] = {"mode": "int", "vocab_size": vectorizer.vocabulary_size(),
                                          "sequence_length": length}
+        if data["word_vectors"]:
+            matrix, stats = word_vectors.embedding_matrix(
+                vectorizer.get_vocabulary(), data["word_vectors"], cfg["seed"]
+            )
+            log.info("word vectors: %d of the vocabulary's words found in %s (%.1f%%), %d wide",
+                     stats["found"], data["word_vectors"], 100 * stats["coverage"], stats["dim"])
+            splits.metadata["word_vectors"] = {"path": str(data["word_vectors"]), **stats}
+            splits.fitted["embedding_matrix"] = matrix
         return vectorizer
+
+    def build_network(self, splits: Splits, cfg: Mapping[str, Any]) -> keras.Model:
+        """The configured family; with ``data.word_vectors`` its token embedding starts from them."""
+        network = super().build_network(splits, cfg)
+        matrix = splits.fitted.get("embedding_matrix")
+        if matrix is None:
+            return network
+        embedding = network.get_layer("embedding")
+        if embedding.output_dim != matrix.shape[1]:
+            hparams = architectures.get(cfg["architecture"]).hparams()
+            key = "model_dim" if "model_dim" in hparams else "embedding_dim"
+            raise DlsuiteError(
+                f"the word vectors are {matrix.shape[1]} wide but {cfg['architecture']}'s embedding is "
+                f"{embedding.output_dim}; set model.{key}={matrix.shape[1]}."
+            )
+        embedding.embeddings.assign(matrix)
+        embedding.trainable = not cfg["data"]["freeze_word_vectors"]
+        return network
 
     def network_input(self, splits: Splits) -> InputSpec:
         vec = splits.metadata.get("vectorizer")

@@ -44,6 +44,24 @@ def test_an_unfinished_run_with_another_config_is_refused(tmp_path):
         runner.prepare_run_dir(other, tmp_path)
 
 
+def test_a_run_that_fails_before_training_leaves_no_directory(tmp_path):
+    task, cfg = runner.resolve_config(
+        "image_classification", overrides=FAST, values={"data.path": str(tmp_path / "absent"),
+                                                         "run.root": str(tmp_path / "runs")}
+    )
+    with pytest.raises(DlsuiteError, match="absent"):
+        runner.run(task, cfg)
+    with pytest.raises(DlsuiteError, match="absent"):
+        runner.run(task, cfg, tmp_path / "named")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("config.yaml"))
+    assert not (tmp_path / "named").exists()
+    # A directory the user made beforehand is theirs: it stays.
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DlsuiteError):
+        runner.run(task, cfg, tmp_path / "mine")
+    assert (tmp_path / "mine").is_dir()
+
+
 def history_epochs(path):
     if not path.exists():
         return []
