@@ -36,12 +36,13 @@ from dlsuite.errors import DlsuiteError
 from dlsuite.tasks.base import Endpoints, register
 from dlsuite.tasks.classification import ClassificationTask
 
+log = logging.getLogger(__name__)
+
 # Families that read the text as a bag of n-grams (tabular TF-IDF features) or as raw strings.
 BAG_OF_WORDS = ("mlp",)
 RAW_TEXT = ("transfer",)
 TOKEN_FAMILIES = ("lstm", "gru", "rnn", "transformer", "cnn")
 MAX_AUTO_LENGTH = 256
-log = logging.getLogger(__name__)
 CONFIDENTLY_WRONG = 20
 WRONG_FILE = "confidently_wrong.tsv"
 
@@ -110,6 +111,9 @@ class Sentiment(ClassificationTask):
     def preprocessor(self, splits: Splits, cfg: Mapping[str, Any]) -> keras.layers.Layer:
         data, arch = cfg["data"], cfg["architecture"]
         texts = splits.train.map(lambda x, y: x).batch(1024)
+        # Splits passed in again (runner.run(splits=...)) must not carry a previous run's vectors.
+        splits.fitted.pop("embedding_matrix", None)
+        splits.metadata.pop("word_vectors", None)
         if data["word_vectors"] and arch in RAW_TEXT + BAG_OF_WORDS:
             raise DlsuiteError(
                 f"data.word_vectors starts the token embedding of {', '.join(TOKEN_FAMILIES)}; "

@@ -123,6 +123,10 @@ def test_sentiment_embedding_starts_from_the_vectors(tmp_path):
         np.testing.assert_array_equal(weights[vocabulary.index(word)], vector)
     assert network.get_layer("embedding").trainable
     assert splits.metadata["word_vectors"]["found"] == len(found)
+    # The same splits prepared again without vectors start random, not from the last run's vectors.
+    _, plain = runner.resolve_config("sentiment", overrides=["data.generated_size=400", "model.embedding_dim=8"])
+    task.preprocessor(splits, plain)
+    assert "embedding_matrix" not in splits.fitted and "word_vectors" not in splits.metadata
 
 
 def test_width_mismatch_and_families_without_embedding_are_clear_errors(tmp_path):
