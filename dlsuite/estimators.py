@@ -217,6 +217,8 @@ class SentimentClassifier(ClassifierEstimator):
         word_vectors: a GloVe/word2vec file or ``.npz`` the token embedding starts from
             (its width must equal ``hparams["embedding_dim"]``; see README "Sentiment analysis").
         freeze_word_vectors: keep the pretrained embedding fixed while training.
+        word_vectors_vocabulary: also add the vectors file's first N words that training lacks
+            to the vocabulary.
         hparams: architecture hyperparameters (``dlsuite list architectures``).
         random_state: seed for the split, initialization and shuffling.
         verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
@@ -242,6 +244,7 @@ class SentimentClassifier(ClassifierEstimator):
         ngrams: int = 2,
         word_vectors: str | None = None,
         freeze_word_vectors: bool = False,
+        word_vectors_vocabulary: int = 0,
         hparams: dict | None = None,
         random_state: int = 0,
         verbose: int = 0,
@@ -257,6 +260,7 @@ class SentimentClassifier(ClassifierEstimator):
         self.ngrams = ngrams
         self.word_vectors = word_vectors
         self.freeze_word_vectors = freeze_word_vectors
+        self.word_vectors_vocabulary = word_vectors_vocabulary
         self.hparams = hparams
         self.random_state = random_state
         self.verbose = verbose
@@ -284,6 +288,7 @@ class SentimentClassifier(ClassifierEstimator):
             ngrams=int(self.ngrams),
             word_vectors=None if self.word_vectors is None else str(self.word_vectors),
             freeze_word_vectors=bool(self.freeze_word_vectors),
+            word_vectors_vocabulary=int(self.word_vectors_vocabulary),
         )
         self.model_ = self._train(task, cfg, splits)
         return self

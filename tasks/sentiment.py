@@ -69,6 +69,7 @@ class Sentiment(ClassificationTask):
                 "ngrams": 2,
                 "word_vectors": None,
                 "freeze_word_vectors": False,
+                "word_vectors_vocabulary": 0,
                 "shuffle_buffer": 100000,
             },
             # The generated reviews: the lstm reaches its best validation loss in 5-9 epochs.
@@ -135,12 +136,16 @@ class Sentiment(ClassificationTask):
             max_tokens=data["max_tokens"], output_mode="int", output_sequence_length=length, name="vectorize"
         )
         vectorizer.adapt(texts)
+        added = 0
+        if data["word_vectors"] and data["word_vectors_vocabulary"] > 0:
+            vectorizer, added = extend_vocabulary(vectorizer, data["word_vectors"], data["word_vectors_vocabulary"])
         splits.metadata["vectorizer"] = {"mode": "int", "vocab_size": vectorizer.vocabulary_size(),
                                          "sequence_length": length}
         if data["word_vectors"]:
             matrix, stats = word_vectors.embedding_matrix(
                 vectorizer.get_vocabulary(), data["word_vectors"], cfg["seed"]
             )
+            stats["added_from_vectors"] = added
             log.info("word vectors: %d of the vocabulary's words found in %s (%.1f%%), %d wide",
                      stats["found"], data["word_vectors"], 100 * stats["coverage"], stats["dim"])
             splits.metadata["word_vectors"] = {"path": str(data["word_vectors"]), **stats}
@@ -214,6 +219,31 @@ class Sentiment(ClassificationTask):
 
     def predict_inputs(self, inputs: Sequence[str], metadata: Mapping[str, Any]) -> tuple[str, dict[str, np.ndarray]]:
         return "serving_default", {"text": np.array(list(inputs), dtype=object)}
+
+
+def extend_vocabulary(
+    vectorizer: keras.layers.TextVectorization, path: str, count: int
+) -> tuple[keras.layers.TextVectorization, int]:
+    """The adapted vectorizer with the vectors file's leading words that training lacks appended.
+
+    Words first met at test or serving time then get their pretrained vector
+    instead of the out-of-vocabulary id. Fine-tuning moves only the words seen
+    in training, so this pairs best with ``data.freeze_word_vectors``.
+
+    Args:
+        vectorizer: the ``TextVectorization`` adapted on the training split.
+        path: the word vectors file.
+        count: how many of its leading (most frequent) words to consider.
+
+    Returns:
+        ``(a new vectorizer with the same settings and the longer vocabulary, words added)``.
+    """
+    vocabulary = vectorizer.get_vocabulary()
+    known = set(vocabulary)
+    extra = [w for w in word_vectors.leading_words(path, count) if w not in known]
+    config = {**vectorizer.get_config(), "max_tokens": None, "vocabulary": vocabulary[2:] + extra}
+    log.info("added %d words of %s to the vocabulary of %d", len(extra), path, len(vocabulary))
+    return keras.layers.TextVectorization.from_config(config), len(extra)
 
 
 def auto_sequence_length(texts: tf.data.Dataset) -> int:

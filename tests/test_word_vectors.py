@@ -143,18 +143,20 @@ def test_width_mismatch_and_families_without_embedding_are_clear_errors(tmp_path
 
 @pytest.mark.slow
 def test_frozen_vectors_stay_fixed_through_training_and_export(tmp_path):
-    path = review_vectors(tmp_path, 8)
+    path = tmp_path / "vectors.txt"
+    path.write_text(glove_text({"splendid": [0.5] * 8}) + open(review_vectors(tmp_path, 8)).read())
     task, cfg = runner.resolve_config(
         "sentiment",
         overrides=["architecture=gru", "data.generated_size=400", "train.epochs=2", "model.embedding_dim=8",
-                   "model.units=8", "data.freeze_word_vectors=true"],
-        values={"data.word_vectors": path, "export.root": str(tmp_path / "sm")},
+                   "model.units=8", "data.freeze_word_vectors=true", "data.word_vectors_vocabulary=1000"],
+        values={"data.word_vectors": str(path), "export.root": str(tmp_path / "sm")},
     )
     result = runner.run(task, cfg, tmp_path / "run")
     embedding = result.model.get_layer("gru").get_layer("embedding")
     vectorizer = result.model.get_layer("vectorize")
     matrix, _ = word_vectors.embedding_matrix(vectorizer.get_vocabulary(), path, cfg["seed"])
     np.testing.assert_array_equal(embedding.get_weights()[0], matrix)
+    assert "splendid" in vectorizer.get_vocabulary()  # from the vectors, not from training
     assert result.reload_max_abs_diff is not None and result.reload_max_abs_diff < 1e-5
 
 
@@ -177,3 +179,22 @@ def test_estimator_takes_word_vectors(tmp_path):
     weights = estimator.model_.get_layer("gru").get_layer("embedding").get_weights()[0]
     for word, vector in found.items():
         np.testing.assert_array_equal(weights[vocabulary.index(word)], vector)
+
+
+def test_vocabulary_extended_with_the_leading_words_of_the_vectors(tmp_path):
+    path = tmp_path / "with_extra.txt"
+    # Unseen in the generated reviews; "n't" and "U.S." are no tokens of the default standardization.
+    extra = {"splendid": [0.5] * 8, "n't": [0.1] * 8, "U.S.": [0.2] * 8, "zeppelin": [-0.5] * 8}
+    path.write_text(glove_text(extra) + open(review_vectors(tmp_path, 8)).read())
+    assert word_vectors.leading_words(path, 4) == ["splendid", "zeppelin"]
+    task, cfg, splits, vectorizer = prepared(
+        "model.embedding_dim=8", "data.word_vectors_vocabulary=4", **{"data.word_vectors": str(path)}
+    )
+    vocabulary = vectorizer.get_vocabulary()
+    assert vocabulary[-2:] == ["splendid", "zeppelin"]
+    assert splits.metadata["word_vectors"]["added_from_vectors"] == 2
+    assert splits.metadata["vectorizer"]["vocab_size"] == len(vocabulary)
+    ids = vectorizer(["splendid zeppelin"]).numpy()[0]
+    assert list(ids[:2]) == [len(vocabulary) - 2, len(vocabulary) - 1]
+    weights = task.build_network(splits, cfg).get_layer("embedding").get_weights()[0]
+    np.testing.assert_array_equal(weights[len(vocabulary) - 2], np.float32([0.5] * 8))
