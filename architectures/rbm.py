@@ -180,7 +180,7 @@ class RBM(CustomStepModel):
 
     ``call(x)`` returns the hidden features ``p(h = 1 | v)`` [batch, hidden_units];
     inputs of any shape are flattened. ``fit`` takes ``x`` or ``(x, y)`` batches and
-    ignores ``y``; ``compile`` drops a loss or metrics (see :class:`~dlsuite.architectures.custom_steps.CustomStepModel`). Logs: ``loss``
+    ignores ``y``; ``compile`` drops a loss or metrics (see :class:`CustomStepModel`). Logs: ``loss``
     (mean squared reconstruction error per visible unit), ``free_energy`` (mean)
     and, for Bernoulli visible units, ``pseudo_likelihood`` (mean, higher is better).
 
