@@ -247,7 +247,7 @@ def plot_u_matrix(model: SOM, path: str | os.PathLike) -> None:
         model: a trained :class:`SOM`.
         path: the PNG file to write.
     """
-    from dlsuite.reporting import plt  # Agg backend, set up by the reporting module
+    from dlsuite.reporting import plt, save_figure  # Agg backend, set up by the reporting module
 
     u = model.u_matrix()
     size = (max(4.0, 0.4 * model.grid_cols + 2), max(3.5, 0.4 * model.grid_rows + 1.5))
@@ -257,9 +257,7 @@ def plot_u_matrix(model: SOM, path: str | os.PathLike) -> None:
     ax.set_xlabel("column")
     ax.set_ylabel("row")
     ax.set_title(f"SOM U-matrix ({model.grid_rows}x{model.grid_cols})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 @register(

@@ -52,6 +52,19 @@ def read_history(csv_path: str | os.PathLike) -> dict[str, list[float]]:
     return history
 
 
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> None:
+    """Lay out, write and close a matplotlib figure (closing frees it: runs draw many).
+
+    Args:
+        fig: the figure.
+        path: the image file to write (PNG by its suffix).
+        dpi: resolution.
+    """
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
 def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike) -> None:
     """Loss and every other metric, train beside validation, one panel each."""
     names = [k for k in history if k != "epoch" and not k.startswith("val_") and k != "learning_rate"]
@@ -68,9 +81,7 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike
         ax.set_title(name)
         ax.legend()
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: str | os.PathLike) -> None:
@@ -88,9 +99,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
         for j in range(cm.shape[1]):
             ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > threshold else "black")
     ax.set_title("confusion matrix (test split)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def score_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
@@ -134,9 +143,7 @@ def plot_roc_curves(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence
     ax.set_title("ROC curve (test split)")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_pr_curves(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str], path: str | os.PathLike) -> None:
@@ -151,9 +158,7 @@ def plot_pr_curves(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[
     ax.set_title("precision-recall curve (test split)")
     ax.legend(loc="lower left")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
@@ -205,9 +210,7 @@ def plot_score_histogram(
     ax.set_ylabel("examples")
     ax.set_title(f"{score_name}s (test split)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_series_scores(
@@ -251,6 +254,4 @@ def plot_series_scores(
         for a, b in spans:  # at least 0.5% of the width, so one-point anomalies show
             ax.axvspan(a, max(b, a + 0.005 * len(values)), color="orange", alpha=0.25, linewidth=0)
     axes[0].set_title("test series: labeled anomalies shaded, flagged windows in red at their last point")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

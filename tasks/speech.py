@@ -239,6 +239,4 @@ def plot_misrecognized(
         ax.set_xlabel("seconds")
         ax.set_ylabel("mel bin")
     fig.suptitle("misrecognized test clips (log-mel)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    reporting.save_figure(fig, path, dpi=90)
