@@ -188,9 +188,14 @@ def _application_backbone(
             x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
         backbone = constructor(include_top=False, weights=weights, input_shape=tuple(x.shape[1:]), pooling="avg")
     backbone.trainable = fine_tune
-    # Batch-norm layers stay in inference mode even when fine-tuning (the Keras
-    # transfer-learning guide's advice: small target sets wreck their statistics).
-    return backbone(x, training=False)
+    # Batch-norm layers stay in inference mode even when fine-tuning (the Keras transfer-learning
+    # guide's advice: small target sets wreck their statistics). Calling the backbone with
+    # training=False does not do it in Keras 3: a functional model passes fit's training=True to
+    # every layer. A frozen BatchNormalization layer always runs in inference mode.
+    for layer in backbone._flatten_layers():
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
+    return backbone(x)
 
 
 @register(

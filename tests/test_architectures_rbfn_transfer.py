@@ -201,6 +201,22 @@ def test_keras_backbone_file_is_frozen_by_default(tmp_path):
     assert [w.path for w in model.trainable_weights] == ["predictions/kernel", "predictions/bias"]
 
 
+def test_fine_tuned_keras_backbone_keeps_batch_norm_in_inference_mode(tmp_path):
+    inputs = keras.Input(IMAGE_SHAPE)
+    x = keras.layers.BatchNormalization(name="bn")(keras.layers.Conv2D(4, 3, name="conv")(inputs))
+    keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x), name="bn_backbone").save(tmp_path / "backbone.keras")
+    model = build("transfer", InputSpec("image", IMAGE_SHAPE), 3, application=None,
+                  weights=str(tmp_path / "backbone.keras"), fine_tune=True)
+    backbone = model.get_layer("bn_backbone")
+    stats = [w.numpy().copy() for w in backbone.get_layer("bn").non_trainable_weights]
+    kernel = backbone.get_layer("conv").kernel.numpy().copy()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(np.random.default_rng(0).normal(3.0, 2.0, (32, *IMAGE_SHAPE)), np.arange(32) % 3, epochs=1, verbose=0)
+    assert not np.array_equal(kernel, backbone.get_layer("conv").kernel.numpy())  # fine-tuned
+    for before, after in zip(stats, backbone.get_layer("bn").non_trainable_weights):
+        np.testing.assert_array_equal(before, after.numpy())  # moving statistics untouched
+
+
 def test_url_that_cannot_be_downloaded_says_to_pass_a_local_path(monkeypatch):
     import tensorflow_hub as hub
 
