@@ -19,13 +19,16 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/dlsuite run all
 
+# One pytest-xdist worker per core; a test file stays on one worker, so its module fixtures run once.
+PARALLEL := -n auto --dist loadfile
+
 # The whole suite, slow tests included (what CI runs).
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -m "slow or not slow"
+	$(VENV)/bin/python -m pytest -m "slow or not slow" $(PARALLEL)
 
 # The fast suite only (a developer's loop).
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest $(PARALLEL)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import keras
 
@@ -53,12 +53,23 @@ class InputSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """A registered family: its builder and the input kinds it accepts."""
+    """A registered family: its builder and the input kinds it accepts.
+
+    Attributes:
+        preprocessor: for a family that brings its own input preprocessing (a
+            pretrained encoder's tokenizer): ``(hparams, **task_arguments) -> layer``
+            turning raw inputs into what the builder takes; ``None`` when the task's
+            own preprocessing serves.
+        train_defaults: ``train.*`` settings the family trains best with (a
+            pretrained encoder's fine-tuning recipe), applied under the user's own.
+    """
 
     name: str
     builder: Callable[..., keras.Model]
     input_kinds: tuple[str, ...]
     summary: str
+    preprocessor: Callable[..., keras.layers.Layer] | None = None
+    train_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def hparams(self) -> dict[str, Any]:
         """Keyword-only hyperparameters of the builder and their defaults."""
@@ -73,14 +84,22 @@ class Architecture:
 ARCHITECTURES: Registry[Architecture] = Registry("architecture", "dlsuite list architectures")
 
 
-def register(name: str, *, input_kinds: tuple[str, ...], summary: str) -> Callable:
-    """Decorator registering a builder under ``name``."""
+def register(
+    name: str,
+    *,
+    input_kinds: tuple[str, ...],
+    summary: str,
+    preprocessor: Callable[..., keras.layers.Layer] | None = None,
+    train_defaults: Mapping[str, Any] | None = None,
+) -> Callable:
+    """Decorator registering a builder under ``name`` (see :class:`Architecture` for the rest)."""
     unknown = set(input_kinds) - set(INPUT_KINDS)
     if unknown:
         raise ValueError(f"unknown input kinds {sorted(unknown)} for {name!r}")
 
     def wrap(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
-        ARCHITECTURES.register(name, Architecture(name, builder, tuple(input_kinds), summary))
+        family = Architecture(name, builder, tuple(input_kinds), summary, preprocessor, dict(train_defaults or {}))
+        ARCHITECTURES.register(name, family)
         return builder
 
     return wrap

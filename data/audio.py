@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
+from dlsuite import pretrained
 from dlsuite.data import espeak, tfds_source
 from dlsuite.data.splits import Splits, check_labels, split_indices
 from dlsuite.errors import DlsuiteError
@@ -377,9 +378,7 @@ def folder(
 
 def cache_dir(data_dir: str | None = None) -> Path:
     """Where generated datasets live: ``data_dir``, else ``$DLSUITE_CACHE``, else ``~/.cache/dlsuite``."""
-    if data_dir:
-        return Path(data_dir)
-    return Path(os.environ.get("DLSUITE_CACHE", Path.home() / ".cache" / "dlsuite"))
+    return Path(data_dir) if data_dir else pretrained.cache_root()
 
 
 def embedded_folder(name: str, data_dir: str | None = None) -> Path:

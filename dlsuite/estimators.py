@@ -38,13 +38,16 @@ class TaskEstimator(BaseEstimator):
     def _task_config(self, **data: Any) -> tuple[Any, dict[str, Any]]:
         from dlsuite.tasks import runner
 
+        def given(cast: Any, value: Any) -> Any:  # None: the architecture's or task's default
+            return None if value is None else cast(value)
+
         overrides = {
             "architecture": self.architecture,
             "seed": int(self.random_state),
             "strategy": "default",
-            "train.epochs": int(self.epochs),
-            "train.batch_size": int(self.batch_size),
-            "train.learning_rate": float(self.learning_rate),
+            "train.epochs": given(int, self.epochs),
+            "train.batch_size": given(int, self.batch_size),
+            "train.learning_rate": given(float, self.learning_rate),
             "train.early_stopping_patience": int(self.early_stopping_patience),
             "train.verbose": int(self.verbose),
             "model": dict(self.hparams or {}),
@@ -205,14 +208,19 @@ class SentimentClassifier(ClassifierEstimator):
 
     Args:
         architecture: a sentiment architecture (``lstm``, ``gru``, ``rnn``,
-            ``transformer``, ``cnn``, ``transfer``, or ``mlp`` over TF-IDF n-grams).
-        epochs: maximum training epochs (early stopping on a validation split).
-        batch_size: examples per batch.
-        learning_rate: Adam learning rate.
+            ``transformer``, ``cnn``, ``transfer``, ``mlp`` over TF-IDF n-grams, or
+            ``bert``, a pretrained encoder: ``hparams={"preset": "minilm"}`` after
+            ``dlsuite fetch minilm``, or a Hugging Face BERT folder).
+        epochs: maximum training epochs (early stopping on a validation split);
+            ``None``: the architecture's recommendation (bert: 3), else the task's 10.
+        batch_size: examples per batch (``None``: bert 32, else 64).
+        learning_rate: peak learning rate (``None``: bert 5e-5 with AdamW, warm-up and
+            linear decay; else Adam at the task's 0.003).
         validation_fraction: share of the training data held out for early stopping.
         early_stopping_patience: epochs without validation improvement before stopping.
         max_tokens: vocabulary size of the ``TextVectorization`` layer.
-        sequence_length: tokens per text (``None``: the 99th percentile of the training texts).
+        sequence_length: tokens per text (``None``: the 99th percentile of the training texts;
+            bert: the 99.9th percentile of their WordPiece ids, a multiple of 16).
         ngrams: n-gram order of the ``mlp`` bag of words.
         word_vectors: a GloVe/word2vec file or ``.npz`` the token embedding starts from
             (its width must equal ``hparams["embedding_dim"]``; see README "Sentiment analysis").
@@ -234,9 +242,9 @@ class SentimentClassifier(ClassifierEstimator):
     def __init__(
         self,
         architecture: str = "lstm",
-        epochs: int = 12,
-        batch_size: int = 64,
-        learning_rate: float = 1e-3,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        learning_rate: float | None = None,
         validation_fraction: float = 0.1,
         early_stopping_patience: int = 3,
         max_tokens: int = 20000,

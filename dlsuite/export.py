@@ -31,6 +31,8 @@ from dlsuite.errors import DlsuiteError
 METADATA_PATH = os.path.join("assets.extra", "dlsuite_metadata.json")
 RELOAD_SCRIPT = Path(__file__).with_name("reload_check.py")
 TOLERANCE = 1e-5
+# Serving needs TensorFlow alone: loading an export must pull in none of these (custom ops, Python code).
+SERVING_FORBIDDEN = ("dlsuite", "keras_hub", "tensorflow_text")
 
 
 def export(
@@ -130,7 +132,7 @@ def reload_outputs(export_dir: str | os.PathLike, inputs: Mapping[str, Mapping[s
     """Run the signatures of an export in a fresh process that imports TensorFlow only.
 
     Returns:
-        ``{"outputs": {signature: {name: array}}, "modules": [dlsuite/keras modules seen]}``.
+        ``{"outputs": {signature: {name: array}}, "modules": [dlsuite/keras/keras_hub/tensorflow_text modules seen]}``.
     """
     with tempfile.TemporaryDirectory() as tmp:
         in_path, out_path = os.path.join(tmp, "inputs.npz"), os.path.join(tmp, "outputs.npz")
@@ -185,6 +187,9 @@ def verify(export_dir: str | os.PathLike, endpoints: Mapping[str, Any], inputs: 
     """
     expected = run_endpoints(endpoints, inputs)
     result = reload_outputs(export_dir, inputs)
-    if any(m.split(".")[0] == "dlsuite" for m in result["modules"]):
-        raise DlsuiteError("the reload check imported dlsuite; the export must load with TensorFlow alone.")
+    imported = sorted({m.split(".")[0] for m in result["modules"]} & set(SERVING_FORBIDDEN))
+    if imported:
+        raise DlsuiteError(
+            f"the reload check imported {', '.join(imported)}; the export must load with TensorFlow alone."
+        )
     return compare(expected, result["outputs"])

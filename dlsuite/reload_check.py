@@ -25,7 +25,7 @@ def main(export_dir: str, inputs_path: str, outputs_path: str) -> None:
         tensors = {k: tf.constant(v, dtype=specs[k].dtype) for k, v in kwargs.items()}
         for name, value in fn(**tensors).items():
             results[f"{sig}/{name}"] = value.numpy()
-    seen = sorted(m for m in sys.modules if m.split(".")[0] in ("dlsuite", "keras"))
+    seen = sorted(m for m in sys.modules if m.split(".")[0] in ("dlsuite", "keras", "keras_hub", "tensorflow_text"))
     results["__modules__"] = np.array(seen, dtype=object)
     np.savez(outputs_path, **results)
 

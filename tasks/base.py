@@ -20,9 +20,8 @@ from dlsuite.architectures import InputSpec
 from dlsuite.architectures import build as build_architecture
 from dlsuite.data.splits import Splits
 from dlsuite.distribute import STRATEGIES
+from dlsuite.optimization import OPTIMIZERS, SCHEDULES
 from dlsuite.registry import Registry
-
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 
 # name -> (function, input signature); the first is served as serving_default.
 Endpoints = dict[str, tuple[Callable[..., dict[str, tf.Tensor]], Sequence[tf.TensorSpec]]]
@@ -44,7 +43,7 @@ def common_defaults() -> dict[str, Any]:
             "test_fraction": 0.2,
             "augment": False,
             "cache": True,
-            "shuffle_buffer": 10000,
+            "shuffle_buffer": 100000,
         },
         "model": {},
         "train": {
@@ -52,6 +51,9 @@ def common_defaults() -> dict[str, Any]:
             "batch_size": 64,
             "learning_rate": 0.001,
             "optimizer": "adam",
+            "lr_schedule": "constant",
+            "warmup_fraction": 0.1,
+            "weight_decay": None,
             "early_stopping_patience": 10,
             "steps_per_execution": None,
             "jit_compile": None,
@@ -105,6 +107,7 @@ class Task(abc.ABC):
             "architecture": self.architectures,
             "strategy": STRATEGIES,
             "train.optimizer": OPTIMIZERS,
+            "train.lr_schedule": SCHEDULES,
             "train.jit_compile": [None, True, False],
             "train.verbose": [None, 0, 1, 2],
         }
@@ -152,6 +155,13 @@ class Task(abc.ABC):
 
     def fit_options(self, splits: Splits, cfg: Mapping[str, Any]) -> dict[str, Any]:
         """Extra keyword arguments for ``model.fit`` (``class_weight``, for instance)."""
+        return {}
+
+    def pipeline_options(self, splits: Splits, cfg: Mapping[str, Any]) -> dict[str, Any]:
+        """Extra keyword arguments for :func:`dlsuite.data.pipeline.batched` of the train and val splits.
+
+        Called after :meth:`preprocessor` (``length_buckets`` for token ids, for instance).
+        """
         return {}
 
     def inference_model(

@@ -4,9 +4,11 @@ The raw strings are vectorized by a ``TextVectorization`` layer adapted on the
 training split only: token ids for the sequence families (``lstm``, ``gru``,
 ``rnn``, ``transformer``, ``cnn``), TF-IDF weighted n-grams for the
 bag-of-words ``mlp``, and nothing at all for ``transfer``, whose TF Hub encoder
-takes the strings themselves. The runner maps the vectorizer over training
-batches inside tf.data and puts it back in front of the network for export,
-so the SavedModel takes a batch of ``tf.string``.
+takes the strings themselves. A pretrained encoder (``bert``) brings its own
+tokenizer (its WordPiece vocabulary, in core TF ops), and its training
+batches are grouped by length (``data.length_buckets``). The runner maps the
+vectorizer over training batches inside tf.data and puts it back in front of
+the network for export, so the SavedModel takes a batch of ``tf.string``.
 
 With ``data.word_vectors`` (a GloVe/word2vec file, see
 :mod:`dlsuite.data.word_vectors`) the token embedding of the sequence families
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 BAG_OF_WORDS = ("mlp",)
 RAW_TEXT = ("transfer",)
 TOKEN_FAMILIES = ("lstm", "gru", "rnn", "transformer", "cnn")
+PRETRAINED = ("bert",)  # families with their own tokenizer (Architecture.preprocessor)
+FIRST_LENGTH_BUCKET = 16
 MAX_AUTO_LENGTH = 256
 CONFIDENTLY_WRONG = 20
 WRONG_FILE = "confidently_wrong.tsv"
@@ -52,7 +56,7 @@ class Sentiment(ClassificationTask):
     name = "sentiment"
     summary = "text -> sentiment class; export takes a batch of raw strings"
     input_kind = "text"  # raw strings; the vectorizer turns them into tokens (or n-grams) for most families
-    architectures = TOKEN_FAMILIES + RAW_TEXT + BAG_OF_WORDS
+    architectures = TOKEN_FAMILIES + RAW_TEXT + BAG_OF_WORDS + PRETRAINED
     embedded_datasets = text.EMBEDDED
     output_names = ("probabilities", "label_id", "label")
 
@@ -70,7 +74,7 @@ class Sentiment(ClassificationTask):
                 "word_vectors": None,
                 "freeze_word_vectors": False,
                 "word_vectors_vocabulary": 0,
-                "shuffle_buffer": 100000,
+                "length_buckets": None,
             },
             # The generated reviews: the lstm reaches its best validation loss in 5-9 epochs.
             "train": {"epochs": 10, "batch_size": 64, "learning_rate": 0.003, "early_stopping_patience": 3},
@@ -115,11 +119,29 @@ class Sentiment(ClassificationTask):
         # Splits passed in again (runner.run(splits=...)) must not carry a previous run's vectors.
         splits.fitted.pop("embedding_matrix", None)
         splits.metadata.pop("word_vectors", None)
-        if data["word_vectors"] and arch in RAW_TEXT + BAG_OF_WORDS:
+        if data["word_vectors"] and arch not in TOKEN_FAMILIES:
             raise DlsuiteError(
                 f"data.word_vectors starts the token embedding of {', '.join(TOKEN_FAMILIES)}; "
                 f"{arch} has none. Unset data.word_vectors or choose one of those architectures."
             )
+        family = architectures.get(arch)
+        if data["length_buckets"] and family.preprocessor is None:
+            raise DlsuiteError(
+                f"data.length_buckets groups the batches of {', '.join(PRETRAINED)}; {arch} pads every text "
+                "to data.sequence_length. Unset it or choose one of those architectures."
+            )
+        if family.preprocessor is not None:
+            hparams = {**family.hparams(), **cfg["model"]}
+            tokenizer = family.preprocessor(hparams, sequence_length=data["sequence_length"], texts=texts)
+            length = tokenizer.sequence_length
+            buckets = data["length_buckets"]
+            if buckets is None:  # powers of two from 16 below the full length
+                buckets = [b for b in (FIRST_LENGTH_BUCKET << i for i in range(10)) if b < length]
+            splits.metadata["vectorizer"] = {
+                "mode": "wordpiece", "vocab_size": tokenizer.vocabulary_size, "sequence_length": length,
+                "length_buckets": check_buckets(buckets), "preset": str(hparams["preset"]),
+            }
+            return tokenizer
         if arch in RAW_TEXT:
             splits.metadata["vectorizer"] = {"mode": "raw"}
             return keras.layers.Identity(name="raw_text")
@@ -178,7 +200,14 @@ class Sentiment(ClassificationTask):
             return InputSpec("text", (), dtype="string")
         if vec["mode"] == "tf_idf":
             return InputSpec("tabular", (vec["vocab_size"],))
+        if vec["mode"] == "wordpiece":
+            # Length-bucketed batches are cut to their bucket: the network takes any length.
+            length = None if vec["length_buckets"] else vec["sequence_length"]
+            return InputSpec("tokens", (length,), dtype="int32", vocab_size=vec["vocab_size"])
         return InputSpec("tokens", (vec["sequence_length"],), dtype="int64", vocab_size=vec["vocab_size"])
+
+    def pipeline_options(self, splits: Splits, cfg: Mapping[str, Any]) -> dict[str, Any]:
+        return {"length_buckets": splits.metadata["vectorizer"].get("length_buckets") or ()}
 
     # -- evaluation ------------------------------------------------------------------------
     def evaluate(self, model: keras.Model, splits: Splits, run_dir: str, batch_size: int) -> dict[str, Any]:
@@ -244,6 +273,16 @@ def extend_vocabulary(
     config = {**vectorizer.get_config(), "max_tokens": None, "vocabulary": vocabulary[2:] + extra}
     log.info("added %d words of %s to the vocabulary of %d", len(extra), path, len(vocabulary))
     return keras.layers.TextVectorization.from_config(config), len(extra)
+
+
+def check_buckets(buckets: Any) -> list[int]:
+    """``data.length_buckets`` as a sorted list of positive ints, or a clear error."""
+    if not isinstance(buckets, (list, tuple)) or not all(isinstance(b, int) and b > 0 for b in buckets):
+        raise DlsuiteError(
+            f"data.length_buckets must be a list of positive token counts such as [16, 32], got {buckets!r}; "
+            "[] turns bucketing off."
+        )
+    return sorted(set(buckets))
 
 
 def auto_sequence_length(texts: tf.data.Dataset) -> int:

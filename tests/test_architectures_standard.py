@@ -10,13 +10,12 @@ family is held to the standard as soon as its module is imported by
   learnable synthetic problem of that kind, and its loss falls clearly;
 * a ``.keras`` save + ``keras.models.load_model`` (default safe mode) predicts
   the same;
-* it trains under ``MirroredStrategy`` over two logical CPUs (one subprocess
-  for all cases: logical devices must be set before TensorFlow initializes).
+* it trains under ``MirroredStrategy`` over two logical CPUs
+  (``test_architectures_mirrored.py``, one subprocess for all cases: logical
+  devices must be set before TensorFlow initializes).
 
 What differs between families goes in :data:`HOOKS` (small hyperparameters, a
-loss, how to read outputs), never into the test bodies. Run this file as a
-script (``python tests/test_architectures_standard.py --mirrored``) for the
-MirroredStrategy pass alone.
+loss, how to read outputs), never into the test bodies.
 """
 
 from __future__ import annotations
@@ -25,11 +24,7 @@ import atexit
 import dataclasses
 import functools
 import inspect
-import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -122,6 +117,19 @@ def _hub_module(kind: str) -> str:
     return hubmodule.write_hub_module(backbone, path)
 
 
+@functools.cache
+def _tiny_bert() -> str:
+    """A tiny BERT preset for ``bert`` in the Hugging Face layout (written once per process)."""
+    from dlsuite import pretrained
+
+    size = SPECS["tokens"].vocab_size
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"token{i}" for i in range(size - 4)]
+    path = Path(tempfile.mkdtemp(prefix="dlsuite-bert-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return str(pretrained.write_bert_preset(path, vocabulary))
+
+
+HOOKS["bert"] = Hooks(hparams={"dropout": 0.0}, required=lambda kind: {"preset": _tiny_bert()})
 HOOKS["transfer"] = Hooks(hparams={"fine_tune": True, "dropout": 0.0}, learning_rate=0.05, required=lambda kind: {"handle": _hub_module(kind)})
 HOOKS["rbfn"] = Hooks(hparams={"centers": 12}, learning_rate=0.05)
 # rbm / som losses (reconstruction / quantization error) have a floor at the problems' unit noise.
@@ -296,65 +304,3 @@ def test_learns_under_xla_and_round_trips_keras_file(name, kind, tmp_path, xla_a
     reloaded = keras.models.load_model(path)
     for got, want in zip(h.outputs(reloaded, x), expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"{name}/{kind} after reload")
-
-
-# --------------------------------------------------------------------------- MirroredStrategy
-
-
-def train_all_mirrored() -> dict[str, dict[str, Any]]:
-    """In a fresh process: fit every case under MirroredStrategy over two logical CPUs.
-
-    Returns:
-        ``{"name-kind": {"replicas", "losses"} or {"error"}}``.
-    """
-    import tensorflow as tf
-
-    from dlsuite import distribute
-
-    distribute.split_cpu(2)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    results: dict[str, dict[str, Any]] = {}
-    for name, kind in cases():
-        keras.utils.set_random_seed(0)
-        try:
-            with strategy.scope():
-                model = build_case(name, kind)
-                compile_case(model, name, jit_compile=False)
-            x, y = learnable_problem(spec_for(name, kind))
-            history = model.fit(x, y, batch_size=BATCH, epochs=2, verbose=0).history
-            losses = [float(v) for v in history[hooks(name).loss_key]]
-            results[f"{name}-{kind}"] = {"replicas": strategy.num_replicas_in_sync, "losses": losses}
-        except Exception as e:  # reported per case by the parent test
-            results[f"{name}-{kind}"] = {"error": f"{type(e).__name__}: {e}"[:2000]}
-    return results
-
-
-@pytest.fixture(scope="module")
-def mirrored_results() -> dict[str, dict[str, Any]]:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--mirrored"],
-        capture_output=True, text=True, timeout=900,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, cwd=Path(__file__).parent,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name, kind", CASES)
-def test_trains_under_mirrored_strategy_on_two_cpus(name, kind, mirrored_results):
-    result = mirrored_results[f"{name}-{kind}"]
-    if spec_for(name, kind).dtype == "string" and "AddN" in result.get("error", ""):
-        # Keras 3.15's TensorFlowTrainer._maybe_symbolic_build averages the first distributed batch
-        # over replicas before building (reduce "MEAN"): raw string inputs cannot be averaged.
-        pytest.xfail("Keras 3.15 fit under MirroredStrategy cannot take raw string inputs (upstream)")
-    assert "error" not in result, result.get("error")
-    assert result["replicas"] == 2
-    losses = result["losses"]
-    assert np.all(np.isfinite(losses)), losses
-    if hooks(name).loss_ratio is not None:
-        assert losses[-1] < losses[0], f"{name}/{kind}: loss did not fall under MirroredStrategy: {losses}"
-
-
-if __name__ == "__main__" and sys.argv[1:] == ["--mirrored"]:
-    print(json.dumps(train_all_mirrored()))

@@ -6,7 +6,7 @@ from conftest import run_cli
 from dlsuite.cli import main
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["list"], ["evaluate"], ["predict"], ["export"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["list"], ["evaluate"], ["predict"], ["export"], ["fetch"]])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([*command, "--help"])
@@ -14,7 +14,7 @@ def test_every_command_has_help(command, capsys):
     assert "usage: dlsuite" in capsys.readouterr().out
 
 
-def test_list_tasks_architectures_datasets(capsys):
+def test_list_tasks_architectures_datasets_pretrained(capsys):
     assert main(["list", "tasks"]) == 0
     assert "image_classification" in capsys.readouterr().out
     assert main(["list", "architectures"]) == 0
@@ -25,6 +25,8 @@ def test_list_tasks_architectures_datasets(capsys):
     assert main(["list", "datasets"]) == 0
     out = capsys.readouterr().out
     assert "digits" in out and "TensorFlow Datasets" in out
+    assert main(["list", "pretrained"]) == 0
+    assert "| minilm " in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -38,20 +40,30 @@ def test_list_tasks_architectures_datasets(capsys):
         (["evaluate", "--run", "nowhere"], "nowhere is not a finished dlsuite run"),
     ],
 )
-def test_bad_input_ends_with_one_clear_line(args, message, tmp_path):
-    proc = run_cli(*args, cwd=tmp_path)
+def test_bad_input_ends_with_one_clear_line(args, message, tmp_path, monkeypatch, capsys):
+    # In-process: main() is the whole command (the entry point adds only sys.exit); an exception
+    # escaping it would fail the test, as a traceback would fail a user.
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("dlsuite: error:") and message in last
+
+
+def test_the_installed_command_exits_2_with_one_line_and_no_traceback(tmp_path):
+    proc = run_cli("run", "image_classification", "--set", "train.epoch=1", cwd=tmp_path)
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("dlsuite: error:") and message in last
+    assert last.startswith("dlsuite: error:") and "unknown config key 'train.epoch'" in last
     assert "Traceback" not in proc.stderr
 
 
-def test_folder_with_one_class_via_cli(tmp_path):
+def test_folder_with_one_class_via_cli(tmp_path, monkeypatch, capsys):
     from PIL import Image
     import numpy as np
 
     (tmp_path / "imgs" / "cats").mkdir(parents=True)
     for i in range(12):
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "imgs" / "cats" / f"{i}.png")
-    proc = run_cli("run", "image_classification", "--data", str(tmp_path / "imgs"), cwd=tmp_path)
-    assert proc.returncode == 2 and "holds a single class ('cats')" in proc.stderr.strip().splitlines()[-1]
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "image_classification", "--data", str(tmp_path / "imgs")]) == 2
+    assert "holds a single class ('cats')" in capsys.readouterr().err.strip().splitlines()[-1]

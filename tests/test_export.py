@@ -12,7 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import run_cli
-from dlsuite import DlsuiteError, export
+from dlsuite import DlsuiteError, cli, export
 from dlsuite.tasks import get as get_task
 
 
@@ -102,25 +102,25 @@ def test_cli_predict_prints_the_class_of_image_files(digits_run, tmp_path):
         assert name == path and label == str(probs.argmax()) and abs(float(prob) - probs.max()) < 1e-4
 
 
-def test_predict_on_a_folder_that_is_not_an_export(tmp_path, digits_run):
-    proc = run_cli("predict", "--model", str(tmp_path), "x.png")
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("dlsuite: error:") and "not a dlsuite export" in proc.stderr
+# The error paths and export/evaluate run in-process: main() is the whole command. A fresh
+# `dlsuite predict` process is exercised above, `dlsuite evaluate` in test_bert.py.
+def test_predict_on_a_folder_that_is_not_an_export(tmp_path, digits_run, capsys):
+    assert cli.main(["predict", "--model", str(tmp_path), "x.png"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("dlsuite: error:") and "not a dlsuite export" in last
     parent = Path(digits_run.export_dir).parent
     with pytest.raises(DlsuiteError, match=r"It holds versions; pass one, e.g. .*1"):
         export.load_metadata(parent)
 
 
-def test_predict_with_a_missing_image(digits_run):
-    proc = run_cli("predict", "--model", digits_run.export_dir, "no_such.png")
-    assert proc.returncode == 2 and "image file no_such.png does not exist" in proc.stderr
+def test_predict_with_a_missing_image(digits_run, capsys):
+    assert cli.main(["predict", "--model", digits_run.export_dir, "no_such.png"]) == 2
+    assert "image file no_such.png does not exist" in capsys.readouterr().err
 
 
-def test_cli_export_and_evaluate_a_finished_run(digits_run, tmp_path):
-    proc = run_cli("export", "--run", digits_run.run_dir, "--export-root", str(tmp_path))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().endswith(os.path.join("image_classification", "1"))
-    proc = run_cli("evaluate", "--run", digits_run.run_dir)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    again = json.loads(proc.stdout)
+def test_cli_export_and_evaluate_a_finished_run(digits_run, tmp_path, capsys):
+    assert cli.main(["export", "--run", digits_run.run_dir, "--export-root", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip().endswith(os.path.join("image_classification", "1"))
+    assert cli.main(["evaluate", "--run", digits_run.run_dir]) == 0
+    again = json.loads(capsys.readouterr().out)
     assert again["accuracy"] == pytest.approx(digits_run.metrics["accuracy"])

@@ -16,7 +16,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
 from conftest import SHARED_DATASETS, run_cli
-from dlsuite import DlsuiteError
+from dlsuite import DlsuiteError, cli
 from dlsuite.data import audio, espeak
 from dlsuite.data.spectrogram import LogMelSpectrogram, SpecAugment
 
@@ -220,7 +220,7 @@ def test_run_reports_exports_and_reloads(speech_run):
 
 
 @pytest.mark.slow
-def test_wav_signature_and_predict_cli(speech_run, clips_dir, tmp_path):
+def test_wav_signature_and_predict_cli(speech_run, clips_dir, tmp_path, capsys):
     export_dir = speech_run.export_dir
     loaded = tf.saved_model.load(export_dir)
     clip = sorted(clips_dir.glob("seven_*.wav"))[0]
@@ -242,8 +242,8 @@ def test_wav_signature_and_predict_cli(speech_run, clips_dir, tmp_path):
     assert lines[0].split("\t")[1] == by_bytes["label"][0].decode()
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio")
-    proc = run_cli("predict", "--model", export_dir, str(bad))
-    assert proc.returncode == 2 and "bad.wav" in proc.stderr
+    assert cli.main(["predict", "--model", export_dir, str(bad)]) == 2  # in-process: main() is the command
+    assert "bad.wav" in capsys.readouterr().err
 
 
 # -- TFDS -------------------------------------------------------------------------------
