@@ -28,11 +28,11 @@ from typing import Any, Mapping
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import layers
 
 from dlsuite import pretrained
 from dlsuite.architectures.registry import InputSpec, register
 from dlsuite.architectures.sequence_inputs import MaskedMeanPooling1D, check_choice
+from dlsuite.architectures.transfer import new_head
 from dlsuite.data.wordpiece import WordPieceTokenizer
 from dlsuite.errors import DlsuiteError
 
@@ -185,11 +185,5 @@ def build_bert(
         x = MaskedMeanPooling1D(name="mean_pool")(encoded, mask=padding_mask)
     else:
         x = encoded["pooled_output"]
-    if dropout:
-        x = layers.Dropout(dropout, name="head_dropout")(x)
-    if head_units:
-        x = layers.Dense(head_units, activation="gelu", name="head_dense")(x)
-        if dropout:
-            x = layers.Dropout(dropout, name="head_dense_dropout")(x)
-    outputs = layers.Dense(num_outputs, activation=output_activation, dtype="float32", name="predictions")(x)
+    outputs = new_head(x, num_outputs, output_activation, dropout, head_units, hidden_activation="gelu")
     return keras.Model(token_ids, outputs, name="bert")

@@ -268,12 +268,36 @@ def build_transfer(
             "transfer needs a backbone: set model.handle to a TF Hub module (URL or local SavedModel "
             "directory) or model.application to a keras.applications name."
         )
-    x = _pool_features(features)
+    outputs = new_head(_pool_features(features), num_outputs, output_activation, dropout, head_units)
+    return keras.Model(inputs, outputs, name="transfer")
+
+
+def new_head(
+    features: keras.KerasTensor,
+    num_outputs: int,
+    output_activation: str | None,
+    dropout: float,
+    head_units: int,
+    hidden_activation: str = "relu",
+) -> keras.KerasTensor:
+    """The head a pretrained backbone's pooled features get: dropout, an optional hidden layer, the outputs.
+
+    Args:
+        features: ``(batch, features)`` vectors from the backbone.
+        num_outputs: width of the output layer.
+        output_activation: its activation (``None`` for logits).
+        dropout: dropout rate before each of the head's layers (0: none).
+        head_units: width of the hidden layer (0: a linear head).
+        hidden_activation: activation of the hidden layer.
+
+    Returns:
+        The outputs, float32 whatever the compute dtype.
+    """
+    x = features
     if dropout:
         x = layers.Dropout(dropout, name="head_dropout")(x)
     if head_units:
-        x = layers.Dense(head_units, activation="relu", name="head_dense")(x)
+        x = layers.Dense(head_units, activation=hidden_activation, name="head_dense")(x)
         if dropout:
             x = layers.Dropout(dropout, name="head_dense_dropout")(x)
-    outputs = layers.Dense(num_outputs, activation=output_activation, dtype="float32", name="predictions")(x)
-    return keras.Model(inputs, outputs, name="transfer")
+    return layers.Dense(num_outputs, activation=output_activation, dtype="float32", name="predictions")(x)
