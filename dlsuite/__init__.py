@@ -5,8 +5,8 @@ import os
 # TensorFlow's C++ start-up chatter drowns the CLI's own output; users can still set it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 VNNI or newer; on
-# AVX2 CPUs (the AMD EPYC this suite is measured on) they train the conv and recurrent families
-# 1.3-2.5x faster than the default Eigen kernels (benchmarks/RESULTS.md, "performance"). It must be
+# AVX2 CPUs (the AMD EPYC this suite is measured on) they train the speech CNN
+# 2-2.5x faster than the default Eigen kernels (README, "Setup"). It must be
 # set before TensorFlow is imported; an explicit TF_ENABLE_ONEDNN_OPTS=0 is kept.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
