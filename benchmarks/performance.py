@@ -253,6 +253,17 @@ def batch_size(batch: Any) -> int:
     return int(tf.nest.flatten(batch)[0].shape[0])
 
 
+def one_epoch(seen: Recorded) -> Any:
+    """The runner's training dataset as one epoch: the recorded ``batched`` call without ``repeat``.
+
+    The runner asks for endless epochs when the split sizes are known (one iterator per fit).
+    """
+    from dlsuite.data import pipeline
+
+    args, kwargs = seen.calls[0]
+    return pipeline.batched(*args, **{**kwargs, "repeat": False})
+
+
 def examples_per_epoch(ds: Any) -> int:
     return sum(batch_size(b) for b in ds)
 
@@ -304,10 +315,10 @@ def pipeline_ratio(network: Any, seen: Recorded, fit_options: Mapping[str, Any],
     from dlsuite.data import pipeline
     from dlsuite.tasks import runner
 
-    train = seen.datasets[0]
     args, kwargs = seen.calls[0]
+    train = one_epoch(seen)
     memory = materialized(train)
-    steps = int(train.cardinality())
+    steps = sum(1 for _ in memory)
     repeated = {"pipeline": pipeline.batched(*args, **{**kwargs, "repeat": True}), "memory": memory.repeat()}
     block = -(-repeats // 2)
     with runner.op_determinism(deterministic):
@@ -329,6 +340,7 @@ def pipeline_ratio(network: Any, seen: Recorded, fit_options: Mapping[str, Any],
         "memory_s": per_epoch["memory"],
         "one_iterator_pipeline_s": one_iterator["pipeline"],
         "one_iterator_memory_s": one_iterator["memory"],
+        "runner_one_iterator": bool(kwargs.get("repeat")),
     }
 
 
@@ -405,9 +417,8 @@ def measure(task_name: str, config: Config, args: argparse.Namespace) -> dict[st
     run_dir = runner.prepare_run_dir(cfg, out / "runs" / f"{task_name}-{config.name}")
     with recording(task, config.policy) as seen:
         model = runner.fit(task, cfg, splits, run_dir, runner.make_strategy(cfg))
-    train = seen.datasets[0]
     result: dict[str, Any] = {
-        "examples": examples_per_epoch(train),
+        "examples": examples_per_epoch(one_epoch(seen)),
         "epoch_s": statistics.median(seen.timer.seconds[1:]),
         "epochs_s": seen.timer.seconds,
     }
@@ -518,18 +529,22 @@ def pipeline_rows(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, st
         p = ref.get("pipeline")
         if p is None:
             continue
-        ratio = p["memory_s"] / p["pipeline_s"]
+        per_epoch = p["memory_s"] / p["pipeline_s"]
+        one_iterator = p["one_iterator_memory_s"] / p["one_iterator_pipeline_s"]
+        # The goal applies to the way the runner feeds fit for this task.
+        used = p.get("runner_one_iterator", False)
+        ratio = one_iterator if used else per_epoch
         rows.append({
             "task": task_name,
             "examples/epoch": f"{p['examples']:,}",
-            "pipeline ex/s": f"{p['examples'] / p['pipeline_s']:,.0f}",
-            "in-memory ex/s": f"{p['examples'] / p['memory_s']:,.0f}",
-            "ratio": f"{ratio:.2f}",
-            f">= {PIPELINE_GOAL}": "yes" if ratio >= PIPELINE_GOAL else "**no**",
+            "runner feeds": "1 iterator" if used else "iterator per epoch",
+            f"runner's ratio >= {PIPELINE_GOAL}": f"{ratio:.2f} " + ("yes" if ratio >= PIPELINE_GOAL else "**no**"),
             "1 iterator: pipeline ex/s": f"{p['examples'] / p['one_iterator_pipeline_s']:,.0f}",
             "1 iterator: in-memory ex/s": f"{p['examples'] / p['one_iterator_memory_s']:,.0f}",
-            "1 iterator: ratio": f"{p['one_iterator_memory_s'] / p['one_iterator_pipeline_s']:.2f}",
-            "1 iterator / now: pipeline speed": f"{p['pipeline_s'] / p['one_iterator_pipeline_s']:.2f}x",
+            "1 iterator: ratio": f"{one_iterator:.2f}",
+            "per epoch: pipeline ex/s": f"{p['examples'] / p['pipeline_s']:,.0f}",
+            "per epoch: in-memory ex/s": f"{p['examples'] / p['memory_s']:,.0f}",
+            "per epoch: ratio": f"{per_epoch:.2f}",
             "load": load_range(ref),
         })
     return rows
@@ -673,11 +688,13 @@ def results_section(command: str, body: str, args: argparse.Namespace, results: 
         "Each task on its embedded default data and default config, each configuration in its own process, one "
         "after the other. An epoch's time is its training pass (validation excluded).",
         "",
-        f"- Input pipeline: `fit` on the training dataset `runner.fit` built vs on the same batches materialized in "
-        f"memory, the same compiled network; {args.repeats} epochs each, alternating, after a warm-up epoch each; "
-        "ratio = pipeline examples/s / in-memory examples/s. `1 iterator`: the same `batched` call with "
-        f"`repeat=True` vs the in-memory batches repeated, both fitted with `steps_per_epoch`, two blocks of "
-        f"1 + {block} epochs each (first untimed); `1 iterator / now`: how much faster the pipeline's epochs get.",
+        "- Input pipeline: `fit` on the training dataset `runner.fit` built vs on the same batches materialized in "
+        "memory, the same compiled network; ratio = pipeline examples/s / in-memory examples/s. `1 iterator`: "
+        "the `batched` call with `repeat=True` (what the runner uses when the split sizes are known) vs the "
+        f"in-memory batches repeated, both fitted with `steps_per_epoch`, two blocks of 1 + {block} epochs each "
+        f"(first untimed); `per epoch`: the same call without `repeat` (Keras starts a new iterator every epoch), "
+        f"{args.repeats} epochs each, alternating, after a warm-up epoch each. The goal is checked on the way the "
+        "runner fed this task.",
         f"- Serving: raw test inputs, p50/p99 of {args.calls} calls, the three kinds in turn, after "
         f"{common.WARMUP_CALLS} warm-up calls each. `Keras call` is `model(x, training=False)` (eager: what a user "
         "of the in-process inference model calls); `tf.function` is the same call traced once.",
