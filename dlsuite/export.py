@@ -9,13 +9,16 @@ and an existing version is never overwritten.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, Mapping
@@ -128,8 +131,83 @@ def run_endpoints(endpoints: Mapping[str, Any], inputs: Mapping[str, Mapping[str
     return out
 
 
+class ReloadChecker:
+    """A TensorFlow-only process (:mod:`dlsuite.reload_check` ``--serve``) that checks exports.
+
+    Started on the first check and reused: ``import tensorflow`` (about 4 s here) is
+    most of a check's cost, paid once per dlsuite process instead of once per export. It is restarted after :attr:`max_checks` checks (each load leaves its
+    functions registered in the process), after a crash, and in a forked child.
+    """
+
+    max_checks = 25
+    timeout = 600
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._stderr: Any = None
+        self._pid = -1
+        self._checks = 0
+
+    def check(self, export_dir: str, inputs_path: str, outputs_path: str) -> None:
+        """Write the outputs of ``export_dir``'s signatures on the saved inputs; DlsuiteError when it fails."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None or self._pid != os.getpid() or self._checks >= self.max_checks:
+                self._start()
+            self._checks += 1
+            proc, ready = self._proc, []
+            try:
+                proc.stdin.write(json.dumps([export_dir, inputs_path, outputs_path]) + "\n")
+                proc.stdin.flush()
+                ready = select.select([proc.stdout], [], [], self.timeout)[0]
+                line = proc.stdout.readline() if ready else ""
+            except (BrokenPipeError, OSError):
+                line = ""
+            if not line:
+                detail = "timed out" if not ready else f"ended (exit status {proc.poll()})"
+                log_tail = self._stderr_tail()
+                self.close()
+                raise DlsuiteError(f"reloading {export_dir} with TensorFlow alone {detail}:\n{log_tail}")
+            error = json.loads(line)["error"]
+            if error:
+                raise DlsuiteError(f"reloading {export_dir} with TensorFlow alone failed:\n{error[-2000:]}")
+
+    def _start(self) -> None:
+        self.close()
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        # -P: do not put dlsuite/ (the script's folder) on sys.path.
+        self._proc = subprocess.Popen(
+            [sys.executable, "-P", str(RELOAD_SCRIPT), "--serve"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+        self._pid, self._checks = os.getpid(), 0
+
+    def _stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read()[-2000:]
+
+    def close(self) -> None:
+        """Stop the process (end of its input; killed if it does not exit in 10 s)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and self._pid == os.getpid():
+            try:
+                proc.stdin.close()
+                proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+
+_CHECKER = ReloadChecker()
+atexit.register(_CHECKER.close)
+
+
 def reload_outputs(export_dir: str | os.PathLike, inputs: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
-    """Run the signatures of an export in a fresh process that imports TensorFlow only.
+    """Run the signatures of an export in a process that imports TensorFlow only (:class:`ReloadChecker`).
 
     Returns:
         ``{"outputs": {signature: {name: array}}, "modules": [dlsuite/keras/keras_hub/tensorflow_text modules seen]}``.
@@ -137,14 +215,7 @@ def reload_outputs(export_dir: str | os.PathLike, inputs: Mapping[str, Mapping[s
     with tempfile.TemporaryDirectory() as tmp:
         in_path, out_path = os.path.join(tmp, "inputs.npz"), os.path.join(tmp, "outputs.npz")
         np.savez(in_path, **{f"{sig}/{arg}": value for sig, kwargs in inputs.items() for arg, value in kwargs.items()})
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        # -P: do not put dlsuite/ (the script's folder) on sys.path.
-        proc = subprocess.run(
-            [sys.executable, "-P", str(RELOAD_SCRIPT), str(export_dir), in_path, out_path],
-            capture_output=True, text=True, env=env, timeout=600,
-        )
-        if proc.returncode != 0:
-            raise DlsuiteError(f"reloading {export_dir} with TensorFlow alone failed:\n{proc.stderr[-2000:]}")
+        _CHECKER.check(str(export_dir), in_path, out_path)
         with np.load(out_path, allow_pickle=True) as data:
             outputs: dict[str, dict[str, np.ndarray]] = {}
             modules = []

@@ -1,8 +1,12 @@
 """Reload a SavedModel with TensorFlow alone and run its signatures.
 
-Run as a script by :func:`dlsuite.export.reload_outputs` in a fresh process:
-``python -P reload_check.py EXPORT_DIR INPUTS.npz OUTPUTS.npz``. It must never
-import dlsuite: it proves that serving needs nothing but TensorFlow.
+Run as a script in a process of its own, never importing dlsuite: it proves that
+serving needs nothing but TensorFlow. ``python -P reload_check.py EXPORT_DIR
+INPUTS.npz OUTPUTS.npz`` checks one export; ``python -P reload_check.py --serve``
+is how :func:`dlsuite.export.reload_outputs` runs it: one process that imports
+TensorFlow once and then checks the exports named on its stdin, one JSON line
+``[export_dir, inputs, outputs]`` each, answering one JSON line ``{"error": ...}``
+(``null`` when the outputs were written).
 
 Keras is blocked before TensorFlow is imported (TensorFlow imports it eagerly when
 present, and ``import tensorflow`` then takes about twice as long): TF Serving runs
@@ -15,6 +19,10 @@ import sys
 BLOCKED = ("keras", "tf_keras", "keras_hub", "tensorflow_text", "dlsuite")
 for _name in BLOCKED:
     sys.modules.setdefault(_name, None)
+
+import json  # noqa: E402
+import os  # noqa: E402
+import traceback  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -39,5 +47,22 @@ def main(export_dir: str, inputs_path: str, outputs_path: str) -> None:
     np.savez(outputs_path, **results)
 
 
+def serve() -> None:
+    """Check the exports requested on stdin until it closes (protocol in the module docstring)."""
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything else written to stdout (a library's print) goes to stderr, not into the replies
+    for line in sys.stdin:
+        try:
+            main(*json.loads(line))
+            error = None
+        except Exception:  # noqa: BLE001  reported to the parent, which raises it as the check's failure
+            error = traceback.format_exc()
+        replies.write(json.dumps({"error": error}) + "\n")
+        replies.flush()
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+    else:
+        main(*sys.argv[1:4])

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import keras
 import tensorflow as tf
 
-from dlsuite import architectures, config, distribute, export, optimization, reporting
+from dlsuite import architectures, compat, config, distribute, export, optimization, reporting
 from dlsuite.data.pipeline import batched, epoch_steps
 from dlsuite.data.splits import Splits
 from dlsuite.errors import DlsuiteError
@@ -261,6 +261,7 @@ def fit(
                 jit_compile="auto" if jit is None else jit,
                 steps_per_execution=steps,
             )
+            compat.build_before_fit(network, train_ds)
         log.info(
             "training %s (%s parameters) for up to %d epochs, global batch %d on %s",
             cfg["architecture"], f"{network.count_params():,}", train_cfg["epochs"], global_batch,

@@ -14,6 +14,7 @@ import pytest
 import keras
 
 import dlsuite
+from dlsuite import compat
 from dlsuite.architectures import InputSpec, build, get
 
 FAMILIES = ("mlp", "cnn", "resnet", "inception")
@@ -85,6 +86,7 @@ def test_trains_under_xla_and_round_trips_keras_file(name, shape, tmp_path):
     # Keras silently falls back to no XLA (e.g. under TF op determinism): make sure it did not.
     assert model.jit_compile is True
     x, y = _learnable_problem(shape)
+    compat.build_before_fit(model, (x, y))  # as the runner does: the train step is traced once
     losses = [model.train_on_batch(x, y, return_dict=True)["loss"] for _ in range(TRAIN_STEPS)]
     assert np.all(np.isfinite(losses))
     assert losses[-1] < 0.5 * losses[0], f"{name}: training loss {losses[0]:.3f} -> {losses[-1]:.3f}"

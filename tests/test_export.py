@@ -37,6 +37,26 @@ def test_export_reloads_in_a_tensorflow_only_process_and_matches(digits_run):
     np.testing.assert_array_equal(keras_ids, out["serving_default"]["class_id"])
 
 
+def test_the_reload_process_is_reused_reports_failures_and_restarts(digits_run, tmp_path):
+    metadata = export.load_metadata(digits_run.export_dir)
+    pixels = np.zeros((2, *metadata["input_shape"]), np.uint8)
+    inputs = {"serving_default": {"images": pixels}}
+    first = export.reload_outputs(digits_run.export_dir, inputs)["outputs"]
+    checker = export._CHECKER
+    pid = checker._proc.pid
+    # A folder that is no SavedModel: the failure and TensorFlow's reason, and the process lives on.
+    with pytest.raises(DlsuiteError, match=r"(?s)TensorFlow alone failed.*SavedModel"):
+        export.reload_outputs(tmp_path, inputs)
+    again = export.reload_outputs(digits_run.export_dir, inputs)["outputs"]
+    assert checker._proc.pid == pid
+    np.testing.assert_array_equal(again["serving_default"]["probabilities"], first["serving_default"]["probabilities"])
+    # A killed process is replaced at the next check.
+    checker._proc.kill()
+    checker._proc.wait()
+    export.reload_outputs(digits_run.export_dir, inputs)
+    assert checker._proc.pid != pid
+
+
 def test_metadata_records_labels_input_spec_metrics_version(digits_run):
     meta = export.load_metadata(digits_run.export_dir)
     assert meta["task"] == "image_classification"
