@@ -135,8 +135,9 @@ class ReloadChecker:
     """A TensorFlow-only process (:mod:`dlsuite.reload_check` ``--serve``) that checks exports.
 
     Started on the first check and reused: ``import tensorflow`` (about 4 s here) is
-    most of a check's cost, paid once per dlsuite process instead of once per export. It is restarted after :attr:`max_checks` checks (each load leaves its
-    functions registered in the process), after a crash, and in a forked child.
+    most of a check's cost, paid once per dlsuite process instead of once per export.
+    It is restarted after :attr:`max_checks` checks (each load leaves its functions
+    registered in the process), after a crash, and in a forked child.
     """
 
     max_checks = 25

@@ -98,7 +98,9 @@ HOOKS: dict[str, Hooks] = {
     "lstm": SMALL_RECURRENT,
     "gru": SMALL_RECURRENT,
     "transformer": Hooks(hparams={"num_layers": 1, "num_heads": 2, "model_dim": 16, "ff_dim": 32, "dropout": 0.0}),
-    "gan": Hooks(loss_ratio=None),  # loss = d_loss + g_loss, adversarial (see architectures/gan.py)
+    "crnn": Hooks(hparams={"filters": 8, "units": 16, "dropout": 0.0}),
+    # loss = d_loss + g_loss, adversarial (see architectures/gan.py)
+    "gan": Hooks(hparams={"hidden_units": (16, 16), "filters": 8, "latent_dim": 8, "dropout": 0.0}, loss_ratio=None),
 }
 
 

@@ -273,9 +273,10 @@ def test_estimator_in_grid_search_and_pipeline(reviews_xy):
 # -- accuracy floors ------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_accuracy_floor_on_the_generated_reviews(tmp_path):
-    # Measured: 0.96 with this small gru on 3,000 reviews (the default lstm on 6,000: 0.97).
+    # Measured: 0.948 with this small gru on 3,000 reviews after 5 epochs, 0.953 after 8 (the default
+    # lstm on 6,000: 0.97).
     task, cfg = resolve(
-        "architecture=gru", "data.generated_size=3000", "train.epochs=8", "train.learning_rate=0.005",
+        "architecture=gru", "data.generated_size=3000", "train.epochs=5", "train.learning_rate=0.005",
         "model.units=32", "model.embedding_dim=32", **{"export.root": str(tmp_path / "sm")},
     )
     result = runner.run(task, cfg, tmp_path / "run", do_export=False)
