@@ -23,6 +23,19 @@ SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 FAST = ["architecture=mlp", "train.epochs=4", "train.early_stopping_patience=4"]
 
 
+# The longest files (measured with --durations=0), handed out first: `--dist loadfile` gives files to
+# the workers in collection order, and a long file started last leaves the other worker idle.
+LONGEST_FIRST = (
+    "test_architectures_standard.py", "test_architectures_mirrored.py", "test_speech.py", "test_bert.py",
+    "test_accuracy.py", "test_sentiment.py", "test_fraud.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: other files keep their order
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``dlsuite`` in a fresh process, as a user would."""
     return subprocess.run(
