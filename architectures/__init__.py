@@ -25,3 +25,4 @@ from dlsuite.architectures import autoencoder  # noqa: E402,F401
 from dlsuite.architectures import gan  # noqa: E402,F401
 from dlsuite.architectures import crnn  # noqa: E402,F401
 from dlsuite.architectures import bert  # noqa: E402,F401
+from dlsuite.architectures import forecaster  # noqa: E402,F401

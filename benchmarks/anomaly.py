@@ -29,7 +29,7 @@ dlsuite detectors go through ``dlsuite.estimators.AnomalyDetector`` (the same pi
 Options:
     --series a.csv,b.csv     series paths relative to data/ (default: a fixed mixed set of 6)
     --all                    every labeled series (51 minus the 5 without anomalies; about 1 hour)
-    --detectors dense,som    a subset of: dense, lstm, variational, som, rbm
+    --detectors dense,som    a subset of: dense, lstm, variational, forecaster, som, rbm
     --epochs N               training epochs of the dlsuite detectors (default 8)
     --write-results          rewrite the anomaly section of benchmarks/RESULTS.md
 """
@@ -66,6 +66,7 @@ DETECTORS: dict[str, tuple[str, dict[str, Any]]] = {
     "dense": ("autoencoder", {"variant": "dense"}),
     "lstm": ("autoencoder", {"variant": "lstm", "hidden_units": [32]}),
     "variational": ("autoencoder", {"variant": "variational"}),
+    "forecaster": ("forecaster", {"hidden_units": [32]}),
     "som": ("som", {}),
     "rbm": ("rbm", {"hidden_units": 64}),
 }

@@ -1,9 +1,10 @@
 """Anomaly detection: learn what normal rows or windows look like, score the unusual.
 
-A detector network (``autoencoder`` dense/lstm/variational, ``som``, ``rbm``) trains on normal
-data (semi-supervised, when labels say which rows are normal) or on everything (unsupervised,
-assuming ``threshold.contamination`` of it is anomalous). Its ``anomaly_score`` (reconstruction
-error, distance to the best-matching unit, free energy) is thresholded by one of
+A detector network (``autoencoder`` dense/lstm/variational, ``forecaster`` for series, ``som``,
+``rbm``) trains on normal data (semi-supervised, when labels say which rows are normal) or on
+everything (unsupervised, assuming ``threshold.contamination`` of it is anomalous). Its
+``anomaly_score`` (reconstruction error, prediction error, distance to the best-matching unit,
+free energy) is thresholded by one of
 ``dlsuite.thresholds.METHODS``; the threshold travels with the model and the export, whose
 ``serving_default`` takes raw rows (or raw windows) and returns ``score`` and ``is_anomaly``.
 """
@@ -180,7 +181,7 @@ class Anomaly(Task):
         "rows or time-series windows -> anomaly score + flag; detectors learn normal, threshold calibrated"
     )
     input_kind = "tabular"
-    architectures = ("autoencoder", "som", "rbm")
+    architectures = ("autoencoder", "forecaster", "som", "rbm")
     embedded_datasets = anomaly_data.EMBEDDED
     headline_metric = "roc_auc"
 

@@ -382,3 +382,42 @@ def test_nab_series_roc_auc_floor():
     # (IsolationForest ~0.66, benchmarks/RESULTS.md); 0.6 is well clear of chance (0.5).
     auc = roc_auc_score(labels[31:], scores)
     assert auc > 0.6
+
+
+# -- forecasting detector --------------------------------------------------------------------------
+
+
+def spiky_sine(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(windows of 16 points, labels of the point each window ends on): a noisy sine, 30 spikes late on."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(3000)
+    series = (np.sin(2 * np.pi * t / 25) + 0.05 * rng.normal(size=t.size)).astype(np.float32)
+    spikes = rng.choice(np.arange(2100, 3000), 30, replace=False)
+    series[spikes] += 0.8 * rng.choice([-1.0, 1.0], 30).astype(np.float32)
+    labels = np.zeros(t.size, int)
+    labels[spikes] = 1
+    return timeseries.windows(series, 16, 1), labels[15:]
+
+
+@pytest.mark.slow
+def test_forecaster_flags_the_step_it_did_not_expect():
+    windows, labels = spiky_sine()
+    train, test, y = windows[:2000], windows[2085:], labels[2085:]
+    det = AnomalyDetector(architecture="forecaster", epochs=5, early_stopping_patience=5, batch_size=64).fit(train)
+    scores = -det.score_samples(test)
+    # A reconstruction autoencoder copies much of an odd last step through (lstm variant, same
+    # budget: ROC-AUC 0.82); a forecaster never sees the step it predicts (measured 1.0).
+    assert roc_auc_score(y, scores) > 0.98
+    # Scores are errors over their usual training size: a typical step scores about 1, a spike far more.
+    assert 0.2 < np.median(scores[y == 0]) < 3 and np.median(scores[y == 1]) > 20
+
+
+@pytest.mark.slow
+def test_forecaster_run_on_embedded_sensors_exports_and_reloads(tmp_path):
+    task, cfg = anomaly_config(tmp_path, "architecture=forecaster", "train.epochs=4")
+    m = runner.run(task, cfg, tmp_path / "run").metrics
+    # Windows are labeled anomalous when any of their points is; the forecaster scores each
+    # window's last point, so whole-window ROC-AUC is lower than the autoencoder's (measured 0.80
+    # after 12 epochs) while every anomalous event is still caught.
+    assert m["roc_auc"] > 0.7 and m["event_recall"] >= 2 / 3
+    assert m["reload_max_abs_diff"] <= 1e-4
