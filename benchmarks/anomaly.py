@@ -31,6 +31,7 @@ Options:
     --all                    every labeled series (51 minus the 5 without anomalies; about 1 hour)
     --detectors dense,som    a subset of: dense, lstm, variational, forecaster, som, rbm
     --epochs N               training epochs of the dlsuite detectors (default 8)
+    --seeds 0,1,2            seeds of the dlsuite detectors and IsolationForest (default 0): mean ± spread
     --write-results          rewrite the anomaly section of benchmarks/RESULTS.md
 """
 
@@ -99,11 +100,21 @@ def probation_standardized(scores: np.ndarray) -> np.ndarray:
     return (scores - head.mean()) / (head.std() or 1.0)
 
 
-def nab_scores(per_series: list[tuple[np.ndarray, list[tuple[int, int]]]]) -> dict[str, float]:
-    """The corpus NAB score per profile at NAB's best threshold for this detector."""
+def nab_scores(per_series: list[tuple[np.ndarray, list[tuple[int, int]]]]) -> dict[str, tuple[float, list[float]]]:
+    """Per profile: (the corpus NAB score, each series' score) at NAB's best threshold for this detector."""
     scores = [probation_standardized(s) for s, _ in per_series]
     bounds = [b for _, b in per_series]
-    return {name: nab_scoring.best_threshold(scores, bounds, profile)[1] for name, profile in nab_scoring.PROFILES.items()}
+    out = {}
+    for name, profile in nab_scoring.PROFILES.items():
+        _, corpus, each = nab_scoring.best_threshold(scores, bounds, profile)
+        out[name] = (corpus, [e.normalized for e in each])
+    return out
+
+
+def mean_spread(values: list[float], digits: int) -> str:
+    """``mean ± standard deviation`` over seeds (the mean alone for one seed)."""
+    mean = float(np.mean(values))
+    return f"{mean:.{digits}f}" if len(values) < 2 else f"{mean:.{digits}f} ± {float(np.std(values)):.{digits}f}"
 
 
 def point_scores(window_scores: np.ndarray, window: int) -> np.ndarray:
@@ -167,6 +178,50 @@ def run_lof(contamination: float) -> Callable:
     return fit_score
 
 
+def verdict_lines(summary: dict[str, dict[str, list[float]]], detectors: list[str], label: Callable) -> str:
+    """The best dlsuite detector against IsolationForest on NAB standard score and ROC-AUC, with seed spreads."""
+    if not detectors:
+        return "No dlsuite detector was run."
+    forest = summary["IsolationForest"]
+    lines = []
+    for key, name, digits in (("standard", "mean NAB standard score", 1), ("roc_auc", "mean ROC-AUC", 4)):
+        best = max(detectors, key=lambda d: np.mean(summary[d][key]))
+        margin = float(np.mean(summary[best][key]) - np.mean(forest[key]))
+        spread = float(np.std(summary[best][key]) + np.std(forest[key]))
+        beats = margin > 0 and margin > spread
+        lines.append(
+            f"On {name}, the best dlsuite detector is {label(best)}: {np.mean(summary[best][key]):.{digits}f} vs "
+            f"IsolationForest {np.mean(forest[key]):.{digits}f} (margin {margin:+.{digits}f}, seed spreads summed "
+            f"{spread:.{digits}f}): {'beats it by more than the spread' if beats else 'does NOT beat it by more than the spread'}."
+        )
+    lines.append(
+        "Point-level ROC-AUC against NAB's wide windows (about 10% of a series around each anomaly, most of "
+        "whose points look normal) stays close to chance (0.5) for every detector; NAB's score rewards an early "
+        "flag per window instead."
+    )
+    return " ".join(lines)
+
+
+def per_series_table(
+    names: list[str], detectors: list[str], summary: dict, nab: dict, results: dict, seeds: list[int], label: Callable
+) -> str:
+    """Per series: ROC-AUC and NAB standard score (at the corpus threshold) of the best dlsuite detector and IsolationForest."""
+    from dlsuite import reporting
+
+    if not detectors:
+        return ""
+    best = max(detectors, key=lambda d: np.mean(summary[d]["standard"]))
+    rows = []
+    for i, rel in enumerate(names):
+        row = {"series": rel.split("/")[-1].removesuffix(".csv")}
+        for method, short in ((best, label(best)), ("IsolationForest", "IsolationForest")):
+            row[f"{short} ROC-AUC"] = mean_spread([results[method][s][i]["roc_auc"] for s in seeds], 3)
+            row[f"{short} NAB standard"] = mean_spread([nab[method][s]["standard"][1][i] for s in seeds], 1)
+        rows.append(row)
+    return "Per series (NAB standard: the series' own normalized score at the detector's corpus threshold):\n\n" + \
+        reporting.format_table(rows, list(rows[0]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nab", type=Path, default=DEFAULT_NAB)
@@ -177,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-stride", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--contamination", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds: figures are means and spreads over them")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -199,86 +254,82 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown detectors {sorted(unknown)}; choose from {', '.join(DETECTORS)}")
 
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    if not seeds:
+        parser.error("--seeds needs at least one seed, e.g. 0,1,2")
     from dlsuite.data import timeseries
 
-    methods: dict[str, Callable] = {
-        d: run_dlsuite(d, args.epochs, args.contamination, args.seed) for d in detectors
-    }
-    methods["IsolationForest"] = run_isolation_forest(args.contamination, args.seed)
-    methods["LocalOutlierFactor"] = run_lof(args.contamination)
-    results: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
-    scored: dict[str, list[tuple[np.ndarray, list[tuple[int, int]]]]] = {m: [] for m in methods}
+    def methods_for(seed: int) -> dict[str, Callable]:
+        methods: dict[str, Callable] = {d: run_dlsuite(d, args.epochs, args.contamination, seed) for d in detectors}
+        methods["IsolationForest"] = run_isolation_forest(args.contamination, seed)
+        methods["LocalOutlierFactor"] = run_lof(args.contamination)
+        return methods
+
+    method_names = list(methods_for(seeds[0]))
+    # method -> seed -> one entry per series
+    results = {m: {seed: [] for seed in seeds} for m in method_names}
+    scored = {m: {seed: [] for seed in seeds} for m in method_names}
     started, load_start = time.perf_counter(), common.load_average()
     for rel in names:
         values, labels, bounds = load_series(args.nab, rel, windows_by_series)
         windows = timeseries.windows(values, args.window, 1)
         train = windows[:: args.train_stride]
-        for method, fit_score in methods.items():
-            t = time.perf_counter()
-            window_scores, flagged = fit_score(train, windows)
-            seconds = time.perf_counter() - t
-            scores = point_scores(window_scores, args.window)
-            row = evaluate(labels, scores, point_scores(flagged, args.window))
-            scored[method].append((scores, bounds))
-            row["seconds"] = seconds
-            results[method].append(row)
-            log.info(
-                "%-45s %-20s ROC-AUC %.3f PR-AUC %.3f F1 %.3f (%.1f s)",
-                rel,
-                method,
-                row["roc_auc"],
-                row["pr_auc"],
-                row["f1"],
-                seconds,
-            )
+        for seed in seeds:
+            for method, fit_score in methods_for(seed).items():
+                t = time.perf_counter()
+                window_scores, flagged = fit_score(train, windows)
+                seconds = time.perf_counter() - t
+                scores = point_scores(window_scores, args.window)
+                row = evaluate(labels, scores, point_scores(flagged, args.window))
+                scored[method][seed].append((scores, bounds))
+                row["seconds"] = seconds
+                results[method][seed].append(row)
+                log.info(
+                    "%-45s %-20s seed %d: ROC-AUC %.3f PR-AUC %.3f F1 %.3f (%.1f s)",
+                    rel, method, seed, row["roc_auc"], row["pr_auc"], row["f1"], seconds,
+                )
     total = time.perf_counter() - started
 
-    forest = [r["roc_auc"] for r in results["IsolationForest"]]
+    def label(method: str) -> str:
+        if method in ("dense", "lstm", "variational"):
+            return f"{DETECTORS[method][0]} ({method})"
+        return method
+
+    def series_means(method: str, key: str) -> np.ndarray:
+        """Per series, the mean of ``key`` over seeds."""
+        return np.mean([[r[key] for r in results[method][seed]] for seed in seeds], axis=0)
+
+    nab = {m: {seed: nab_scores(scored[m][seed]) for seed in seeds} for m in method_names}
+    forest = series_means("IsolationForest", "roc_auc")
+    summary: dict[str, dict[str, list[float]]] = {}
     rows = []
-    for method, per_series in results.items():
-        nab_by_profile = nab_scores(scored[method])
-        rows.append(
-            {
-                "detector": (
-                    method
-                    if method in ("IsolationForest", "LocalOutlierFactor")
-                    else (
-                        f"{DETECTORS[method][0]} ({method})"
-                        if method in ("dense", "lstm", "variational")
-                        else method
-                    )
-                ),
-                "ROC-AUC": float(np.mean([r["roc_auc"] for r in per_series])),
-                "PR-AUC": float(np.mean([r["pr_auc"] for r in per_series])),
-                "F1": float(np.mean([r["f1"] for r in per_series])),
-                **{NAB_COLUMNS[k]: f"{v:.1f}" for k, v in nab_by_profile.items()},
-                "series won vs IF": (
-                    "-"
-                    if method == "IsolationForest"
-                    else f"{sum(r['roc_auc'] > f for r, f in zip(per_series, forest))}/{len(forest)}"
-                ),
-                "fit s": f"{np.mean([r['seconds'] for r in per_series]):.1f}",
-            }
-        )
+    for method in method_names:
+        per_seed = {
+            key: [float(np.mean([r[key] for r in results[method][seed]])) for seed in seeds]
+            for key in ("roc_auc", "pr_auc", "f1", "seconds")
+        }
+        for profile in nab_scoring.PROFILES:
+            per_seed[profile] = [nab[method][seed][profile][0] for seed in seeds]
+        summary[method] = per_seed
+        won = int(np.sum(series_means(method, "roc_auc") > forest))
+        rows.append({
+            "detector": label(method),
+            "ROC-AUC": mean_spread(per_seed["roc_auc"], 4),
+            "PR-AUC": mean_spread(per_seed["pr_auc"], 4),
+            "F1": mean_spread(per_seed["f1"], 4),
+            **{NAB_COLUMNS[k]: mean_spread(per_seed[k], 1) for k in nab_scoring.PROFILES},
+            "series won vs IF": "-" if method == "IsolationForest" else f"{won}/{len(forest)}",
+            "fit s": f"{np.mean(per_seed['seconds']):.1f}",
+        })
     rows.append({"detector": "null detector (never flags)", "ROC-AUC": "-", "PR-AUC": "-", "F1": "-",
                  **{c: "0.0" for c in NAB_COLUMNS.values()}, "series won vs IF": "-", "fit s": "-"})
     from dlsuite import reporting
 
     table = reporting.format_table(rows, COLUMNS)
     print(table)
-    dlsuite_rows = rows[: len(detectors)]
-    best = max(dlsuite_rows, key=lambda r: r["ROC-AUC"])
-    forest_row = next(r for r in rows if r["detector"] == "IsolationForest")
-    forest_auc = forest_row["ROC-AUC"]
-    verdict = (
-        f"Best dlsuite detector: {best['detector']}, mean ROC-AUC {best['ROC-AUC']:.4f} vs IsolationForest "
-        f"{forest_auc:.4f}: {'beats' if best['ROC-AUC'] > forest_auc else 'does NOT beat'} IsolationForest "
-        f"(by {best['ROC-AUC'] - forest_auc:+.4f}; per series it wins {best['series won vs IF']}). "
-        "Point-level ROC-AUC against NAB's wide windows (about 10% of a series around each anomaly, most "
-        "of whose points look normal) stays close to chance (0.5) for every detector here. "
-        f"NAB standard score: best dlsuite detector {max(float(r['NAB standard']) for r in dlsuite_rows):.1f} "
-        f"vs IsolationForest {forest_row['NAB standard']}."
-    )
+    verdict = verdict_lines(summary, detectors, label)
+    per_series = per_series_table(names, detectors, summary, nab, results, seeds, label)
+    print(per_series)
     print(verdict)
     if args.write_results:
         command = "python benchmarks/anomaly.py " + " ".join(
@@ -289,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
             f"Windows of {args.window} points, fit on every {args.train_stride}th window without labels, "
             "every window scored; "
             f"point score = the window ending there; means over series. F1 at each detector's contamination "
-            f"threshold ({args.contamination}). dlsuite detectors: {args.epochs} epochs max.",
+            f"threshold ({args.contamination}). dlsuite detectors: {args.epochs} epochs max. "
+            f"Seeds {', '.join(map(str, seeds))}: each figure is the mean over seeds ± their standard deviation "
+            "(IsolationForest is seeded too; LocalOutlierFactor has no randomness).",
             "NAB columns: the NAB score of the corpus (Lavin & Ahmad 2015, `benchmarks/nab_scoring.py`; "
             "profiles standard A_FP 0.11, reward low FP 0.22, reward low FN A_FN 2; the first 15% of each "
             "series is probationary and unscored), 0 = the null detector, 100 = every window flagged at its "
@@ -299,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             table,
             "",
             verdict,
+            "",
+            per_series,
         ]
         common.write_results(
             NAME,
