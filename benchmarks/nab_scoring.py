@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -187,6 +187,7 @@ def best_threshold(
     windows: Sequence[Sequence[tuple[int, int]]],
     profile: Profile = PROFILES["standard"],
     candidates: np.ndarray | None = None,
+    decide: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[float, float, list[SeriesScore]]:
     """NAB's own threshold choice: the one threshold over a corpus that maximizes its normalized score.
 
@@ -196,6 +197,8 @@ def best_threshold(
         profile: the weights.
         candidates: thresholds to try (default: 200 quantiles of the pooled scores, plus
             one above the maximum: the null detector).
+        decide: turns a series' points at or above the threshold into its flags (an
+            event-level decision such as ``dlsuite.thresholds.event_flags``); default: as they are.
 
     Returns:
         ``(threshold, corpus normalized score, per-series scores at that threshold)``;
@@ -209,7 +212,10 @@ def best_threshold(
         candidates = np.append(candidates, np.nextafter(pooled.max(), np.inf))
     best: tuple[float, float, list[SeriesScore]] | None = None
     for threshold in np.sort(np.asarray(candidates, dtype=np.float64))[::-1]:
-        per_series = [score_series(np.asarray(s) >= threshold, w, profile) for s, w in zip(scores, windows)]
+        per_series = [
+            score_series(decide(above) if decide else above, w, profile)
+            for above, w in ((np.asarray(s) >= threshold, w) for s, w in zip(scores, windows))
+        ]
         value = normalized(per_series)
         if best is None or value > best[1]:
             best = (float(threshold), value, per_series)

@@ -83,6 +83,45 @@ def detection_metrics(scores: np.ndarray, labels: np.ndarray | None, threshold: 
     return out
 
 
+def event_flags(flags: np.ndarray, min_duration: int = 1, refractory: int = 0) -> np.ndarray:
+    """Point flags of a series -> one flag per event: sustained, then quiet for a while.
+
+    A point confirms an event when it and the ``min_duration - 1`` points before it are all
+    flagged (a lone spike of a noisy score is no event when ``min_duration > 1``) and it comes
+    more than ``refractory`` points after the previous event, so a long excursion reports
+    once per ``refractory + 1`` points instead of on every point (a debounce). Causal: a
+    point's decision depends only on it and the points before it.
+
+    Args:
+        flags: one boolean per point, in time order (scores above the threshold).
+        min_duration: consecutive flagged points that make an event, at least 1.
+        refractory: points after an event during which no new one starts, at least 0.
+
+    Returns:
+        Boolean array like ``flags``, true at the point each event is confirmed.
+    """
+    if int(min_duration) < 1 or int(refractory) < 0:
+        raise DlsuiteError(
+            f"min_duration must be at least 1 and refractory at least 0, got {min_duration} and {refractory}."
+        )
+    flags = np.asarray(flags, dtype=bool)
+    sustained = flags
+    if min_duration > 1:
+        counts = np.concatenate([[0], np.cumsum(flags, dtype=np.int64)])
+        sustained = np.zeros_like(flags)
+        sustained[min_duration - 1:] = counts[min_duration:] - counts[:-min_duration] == min_duration
+    candidates = np.flatnonzero(sustained)
+    out = np.zeros_like(flags)
+    if refractory == 0:
+        out[candidates] = True
+        return out
+    j = 0
+    while j < len(candidates):  # one step per event: jump past the refractory span
+        out[candidates[j]] = True
+        j = int(np.searchsorted(candidates, candidates[j] + int(refractory), side="right"))
+    return out
+
+
 def _finite(scores: np.ndarray, what: str) -> np.ndarray:
     scores = np.asarray(scores, np.float64).ravel()
     if scores.size == 0:

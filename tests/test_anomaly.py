@@ -421,3 +421,15 @@ def test_forecaster_run_on_embedded_sensors_exports_and_reloads(tmp_path):
     # after 12 epochs) while every anomalous event is still caught.
     assert m["roc_auc"] > 0.7 and m["event_recall"] >= 2 / 3
     assert m["reload_max_abs_diff"] <= 1e-4
+
+
+def test_event_flags_need_sustained_points_and_then_stay_quiet():
+    flags = np.array([0, 1, 0, 1, 1, 1, 1, 1, 1, 0, 1, 1], bool)
+    assert thresholds.event_flags(flags).tolist() == flags.tolist()  # defaults: every flag an event
+    # Two in a row make an event: the lone flag at 1 does not; 4 confirms the run at 3..8.
+    assert np.flatnonzero(thresholds.event_flags(flags, min_duration=2)).tolist() == [4, 5, 6, 7, 8, 11]
+    # Then 3 quiet points after each event: 4, then 8 (past 4 + 3); 11 falls within 8 + 3.
+    assert np.flatnonzero(thresholds.event_flags(flags, min_duration=2, refractory=3)).tolist() == [4, 8]
+    assert np.flatnonzero(thresholds.event_flags(flags, refractory=100)).tolist() == [1]
+    with pytest.raises(DlsuiteError, match="min_duration must be at least 1"):
+        thresholds.event_flags(flags, min_duration=0)
