@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
 from typing import Any, Iterable, Mapping
 
@@ -114,6 +115,18 @@ def unknown_key_message(dotted: str, cfg: Mapping[str, Any], prefix: str, source
     return f"{source}: unknown config key {dotted!r}.{hint} Valid keys here: {', '.join(valid)}."
 
 
+def _yaml11_float(value: Any) -> Any:
+    """``1e-4`` as a number: YAML 1.1 (PyYAML) reads exponents without a dot as strings."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        if math.isfinite(number):
+            return number
+    return value
+
+
 def coerce(dotted: str, value: Any, default: Any, source: str) -> Any:
     """Check ``value`` against the type of ``default``; return it (ints widen to float)."""
     if default is None or value is None:
@@ -123,6 +136,7 @@ def coerce(dotted: str, value: Any, default: Any, source: str) -> Any:
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, float):
+        value = _yaml11_float(value)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
     elif isinstance(default, (list, tuple)):

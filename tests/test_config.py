@@ -62,6 +62,17 @@ def test_int_widens_to_float():
     assert cfg["train"]["learning_rate"] == 1.0 and isinstance(cfg["train"]["learning_rate"], float)
 
 
+def test_exponents_without_a_dot_are_numbers(tmp_path):
+    # PyYAML (YAML 1.1) reads 1e-4 as the string "1e-4"; a float setting takes it as the number.
+    _, cfg = runner.resolve_config("image_classification", overrides=["train.learning_rate=1e-4"])
+    assert cfg["train"]["learning_rate"] == 1e-4
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  learning_rate: 5E-5\n")
+    assert runner.resolve_config("image_classification", f)[1]["train"]["learning_rate"] == 5e-5
+    with pytest.raises(DlsuiteError, match=r"'train.learning_rate' must be float"):
+        runner.resolve_config("image_classification", overrides=["train.learning_rate=1e-4x"])
+
+
 def test_unknown_task_is_clear():
     with pytest.raises(DlsuiteError, match=r"unknown task 'image'.*Did you mean 'image_classification'"):
         runner.resolve_config("image")
