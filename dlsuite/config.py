@@ -15,7 +15,7 @@ import copy
 import difflib
 import math
 import os
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
@@ -169,6 +169,40 @@ def check_choices(cfg: Mapping[str, Any], choices: Mapping[str, Iterable[Any]]) 
             raise DlsuiteError(
                 f"{dotted}={value!r} is not valid.{hint} Valid values: {', '.join(map(str, allowed))}."
             )
+
+
+# Settings every task shares that only make sense in a range: key -> (accepts the value, what it must be).
+# ``None`` passes (the settings that may be unset).
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": (lambda v: v >= 0, "a non-negative integer"),
+    "train.epochs": (lambda v: v >= 1, "at least 1"),
+    "train.batch_size": (lambda v: v >= 1, "at least 1"),
+    "train.learning_rate": (lambda v: math.isfinite(v) and v > 0, "a positive number"),
+    "train.warmup_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "train.weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a non-negative number"),
+    "train.early_stopping_patience": (lambda v: v >= 0, "at least 0"),
+    "train.steps_per_execution": (lambda v: v >= 1, "at least 1"),
+    "data.val_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "data.test_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "data.shuffle_buffer": (lambda v: v >= 1, "at least 1"),
+    "distribute.logical_cpus": (lambda v: v >= 0, "at least 0"),
+}
+
+
+def check_ranges(cfg: Mapping[str, Any], ranges: Mapping[str, tuple[Callable[[Any], bool], str]] = RANGES) -> None:
+    """Raise a clear error for a setting outside its range (``train.epochs=-1`` would train nothing)."""
+    for dotted, (accepts, what) in ranges.items():
+        try:
+            value = get(cfg, dotted)
+        except KeyError:
+            continue
+        if value is not None and not accepts(value):
+            raise DlsuiteError(f"{dotted}={value!r} is out of range: it must be {what}.")
+    split = (get(cfg, "data.val_fraction") or 0) + (get(cfg, "data.test_fraction") or 0)
+    if split >= 1:
+        raise DlsuiteError(
+            f"data.val_fraction + data.test_fraction = {split:g} leaves nothing to train on; keep their sum below 1."
+        )
 
 
 def save(cfg: Mapping[str, Any], path: str | os.PathLike) -> None:

@@ -73,6 +73,7 @@ def resolve_config(
             if value is not None:
                 config.merge(cfg, config.nest(dotted, value), source=f"--{dotted}")
         config.check_choices(cfg, task.choices())
+        config.check_ranges(cfg)
         return cfg
 
     cfg = layered()

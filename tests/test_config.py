@@ -50,6 +50,14 @@ def test_invalid_yaml_says_where(tmp_path):
         ("train=5", r"'train' is a section"),
         ("epochs", r"must look like key.sub=value"),
         ("train.jit_compile=true", r"train.jit_compile=true needs train.deterministic=false"),
+        ("train.epochs=-1", r"train.epochs=-1 is out of range: it must be at least 1"),
+        ("train.epochs=0", r"train.epochs=0 is out of range"),
+        ("train.batch_size=0", r"train.batch_size=0 is out of range"),
+        ("train.learning_rate=-0.1", r"train.learning_rate=-0.1 is out of range: it must be a positive number"),
+        ("train.early_stopping_patience=-2", r"early_stopping_patience=-2 is out of range"),
+        ("data.val_fraction=1.5", r"data.val_fraction=1.5 is out of range: it must be in \[0, 1\)"),
+        ("data.val_fraction=0.8", r"val_fraction \+ data.test_fraction = 1 leaves nothing to train on"),
+        ("seed=-3", r"seed=-3 is out of range: it must be a non-negative integer"),
     ],
 )
 def test_bad_values_are_clear_errors(override, pattern):
