@@ -6,11 +6,14 @@ Data: the Numenta Anomaly Benchmark in ``../shared/datasets/nab`` (or ``--nab DI
 series with labeled anomaly windows (``labels/combined_windows.json``); every point inside a
 window is anomalous. Protocol (offline, unsupervised, the same for every detector):
 
-- the series is standardized (its own mean and standard deviation) and cut into windows of
-  ``--window`` points; window ``i`` scores the point it ends on (no look-ahead); the first
-  ``window - 1`` points take the first window's score;
-- each detector fits on windows taken every ``--train-stride`` points of the whole series,
-  without labels, and scores every window (stride 1);
+- ``--fit-on probation`` (default): the series is standardized with the mean and standard
+  deviation of its probationary period (NAB's first 15%, at most 750 points) and each detector
+  fits, without labels, on the windows inside that period only (every ``--train-stride``-th,
+  default 1), so nothing looks ahead; ``--fit-on series``: standardized as a whole and fit on
+  every 8th window of the whole series (transductive, as the benchmark did before);
+- windows of ``--window`` points; window ``i`` scores the point it ends on (no look-ahead
+  within a window); the first ``window - 1`` points take the first window's score; every
+  detector scores every window (stride 1);
 - per series: ROC-AUC and PR-AUC (average precision) of point scores against window
   membership, and F1 with the detector's own contamination threshold
   (``--contamination``, 0.1: NAB's windows cover about 10% of a series);
@@ -80,9 +83,13 @@ log = logging.getLogger("bench")
 
 
 def load_series(
-    nab: Path, rel: str, windows_by_series: dict[str, list]
+    nab: Path, rel: str, windows_by_series: dict[str, list], standardize_on: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
-    """(standardized values, point labels, window index bounds) of one NAB series."""
+    """(standardized values, point labels, window index bounds) of one NAB series.
+
+    Values are standardized with the mean and standard deviation of their first
+    ``standardize_on`` points (all of them when ``None``).
+    """
     df = pd.read_csv(nab / "data" / rel)
     times = pd.to_datetime(df["timestamp"]).to_numpy()
     bounds = nab_scoring.window_bounds(
@@ -92,7 +99,8 @@ def load_series(
     for first, last in bounds:
         labels[first:last + 1] = 1
     values = df["value"].to_numpy(np.float64)
-    values = (values - values.mean()) / (values.std() or 1.0)
+    head = values[:standardize_on] if standardize_on else values
+    values = (values - head.mean()) / (head.std() or 1.0)
     return values.astype(np.float32), labels, bounds
 
 
@@ -183,10 +191,9 @@ def run_lof(contamination: float) -> Callable:
     from sklearn.neighbors import LocalOutlierFactor
 
     def fit_score(train: np.ndarray, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        flat = windows.reshape(len(windows), -1)
-        lof = LocalOutlierFactor(n_neighbors=35, contamination=contamination)
-        flagged = lof.fit_predict(flat) == -1  # transductive: LOF scores the very windows it saw
-        return -lof.negative_outlier_factor_, flagged
+        flat = lambda w: w.reshape(len(w), -1)  # noqa: E731
+        lof = LocalOutlierFactor(n_neighbors=35, contamination=contamination, novelty=True).fit(flat(train))
+        return -lof.score_samples(flat(windows)), lof.predict(flat(windows)) == -1
 
     return fit_score
 
@@ -242,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="every labeled series")
     parser.add_argument("--detectors", default=",".join(DETECTORS))
     parser.add_argument("--window", type=int, default=32)
-    parser.add_argument("--train-stride", type=int, default=8)
+    parser.add_argument("--train-stride", type=int, help="every Nth window trains (default 8; 1 with --fit-on probation)")
+    parser.add_argument("--fit-on", choices=("probation", "series"), default="probation",
+                        help="probation: standardize and fit on NAB's first 15%% only (nothing looks ahead); "
+                        "series: on the whole series, unlabeled (transductive)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--contamination", type=float, default=0.1)
     parser.add_argument("--min-duration", type=int, default=1, help="NAB: consecutive points above the threshold that make an event")
@@ -269,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown detectors {sorted(unknown)}; choose from {', '.join(DETECTORS)}")
 
+    stride = args.train_stride or (1 if args.fit_on == "probation" else 8)
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     if not seeds:
         parser.error("--seeds needs at least one seed, e.g. 0,1,2")
@@ -286,9 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     scored = {m: {seed: [] for seed in seeds} for m in method_names}
     started, load_start = time.perf_counter(), common.load_average()
     for rel in names:
-        values, labels, bounds = load_series(args.nab, rel, windows_by_series)
+        length = len(pd.read_csv(args.nab / "data" / rel, usecols=["value"]))
+        probation = nab_scoring.probation_length(length) if args.fit_on == "probation" else None
+        values, labels, bounds = load_series(args.nab, rel, windows_by_series, standardize_on=probation)
         windows = timeseries.windows(values, args.window, 1)
-        train = windows[:: args.train_stride]
+        # Window i ends on point i + window - 1: with --fit-on probation, only windows inside it train.
+        fit_windows = windows[: max(probation - args.window + 1, 1)] if probation else windows
+        train = fit_windows[::stride]
         for seed in seeds:
             for method, fit_score in methods_for(seed).items():
                 t = time.perf_counter()
@@ -355,8 +370,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         body = [
             f"NAB series ({len(names)}): {', '.join(n.split('/')[-1].removesuffix('.csv') for n in names)}. "
-            f"Windows of {args.window} points, fit on every {args.train_stride}th window without labels, "
-            "every window scored; "
+            f"Windows of {args.window} points, "
+            + (
+                "each series standardized with its probationary period's (NAB's first 15%) mean and standard "
+                f"deviation, detectors fit on every {stride}th window inside that period only (nothing looks "
+                "ahead), without labels; "
+                if args.fit_on == "probation"
+                else f"each series standardized as a whole, detectors fit on every {stride}th window of it, "
+                "without labels (transductive); "
+            )
+            + "every window scored; "
             f"point score = the window ending there; means over series. F1 at each detector's contamination "
             f"threshold ({args.contamination}). dlsuite detectors: {args.epochs} epochs max. "
             f"Seeds {', '.join(map(str, seeds))}: each figure is the mean over seeds ± their standard deviation "
