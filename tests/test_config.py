@@ -37,6 +37,17 @@ def test_invalid_yaml_says_where(tmp_path):
         runner.resolve_config("image_classification", f)
 
 
+def test_yaml_cannot_construct_python_objects(tmp_path):
+    marker = tmp_path / "ran"
+    f = tmp_path / "c.yaml"
+    f.write_text(f"train: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(DlsuiteError, match=r"not valid YAML at line 1"):
+        runner.resolve_config("image_classification", f)
+    with pytest.raises(DlsuiteError, match=r"must be int"):
+        runner.resolve_config("image_classification", overrides=[f"train.epochs=!!python/object/apply:os.system ['touch {marker}']"])
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize(
     "override, pattern",
     [
