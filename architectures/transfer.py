@@ -32,6 +32,7 @@ from keras import layers
 from dlsuite import hubmodule
 from dlsuite.architectures.registry import InputSpec, register
 from dlsuite.errors import DlsuiteError
+from dlsuite.safe_load import load_keras_file
 
 log = logging.getLogger("dlsuite")
 
@@ -169,7 +170,7 @@ def _application_backbone(
     if len(x.shape) == 3:
         x = layers.Reshape((*x.shape[1:], 1), name="add_channel")(x)
     if weights is not None and str(weights).endswith(".keras"):
-        backbone = keras.saving.load_model(weights)
+        backbone = load_keras_file(weights, "backbone")
         if not isinstance(backbone, keras.Model):
             raise DlsuiteError(f"{weights} holds a {type(backbone).__name__}, not a Keras model to use as a backbone.")
     else:

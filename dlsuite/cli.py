@@ -189,9 +189,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _load_run(run_dir: str):
-    import keras
-
     from dlsuite import config, tasks
+    from dlsuite.safe_load import load_keras_file
 
     path = Path(run_dir)
     for needed in ("config.yaml", "model.keras"):
@@ -199,7 +198,7 @@ def _load_run(run_dir: str):
             raise DlsuiteError(f"{path} is not a finished dlsuite run (no {needed}); pass runs/<task>/<timestamp>.")
     cfg = config.load_yaml(path / "config.yaml")
     task = tasks.get(cfg["task"])
-    model = keras.models.load_model(path / "model.keras")
+    model = load_keras_file(path / "model.keras", "run's model")
     return path, task, cfg, model
 
 

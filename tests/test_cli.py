@@ -67,3 +67,30 @@ def test_folder_with_one_class_via_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["run", "image_classification", "--data", str(tmp_path / "imgs")]) == 2
     assert "holds a single class ('cats')" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_run_whose_model_holds_python_code_is_refused(tmp_path, monkeypatch, capsys):
+    import keras
+
+    from dlsuite import config
+    from dlsuite.tasks import runner
+
+    run = tmp_path / "run"
+    run.mkdir()
+    _, cfg = runner.resolve_config("image_classification")
+    config.save(cfg, run / "config.yaml")
+    marker = tmp_path / "ran"
+    inputs = keras.Input((3,))
+    # Bytecode that would write a file if Keras ran it while loading.
+    code = eval(f"lambda x: x + float(__import__('pathlib').Path({str(marker)!r}).touch() or 0)")
+    outputs = keras.layers.Lambda(code)(inputs)
+    keras.Model(inputs, outputs).save(run / "model.keras")
+    marker.unlink()
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "--run", str(run)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("dlsuite: error:") and "holds a Lambda layer or other Python code" in last
+    assert not marker.exists()
+    (run / "model.keras").write_text("not a zip")
+    assert main(["evaluate", "--run", str(run)]) == 2
+    assert "is not a .keras file" in capsys.readouterr().err
