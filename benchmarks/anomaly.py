@@ -368,15 +368,16 @@ def main(argv: list[str] | None = None) -> int:
         command = "python benchmarks/anomaly.py " + " ".join(
             shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
         )
+        every = "every" if stride == 1 else f"every {stride}th"
         body = [
             f"NAB series ({len(names)}): {', '.join(n.split('/')[-1].removesuffix('.csv') for n in names)}. "
             f"Windows of {args.window} points, "
             + (
                 "each series standardized with its probationary period's (NAB's first 15%) mean and standard "
-                f"deviation, detectors fit on every {stride}th window inside that period only (nothing looks "
+                f"deviation, detectors fit on {every} window inside that period only (nothing looks "
                 "ahead), without labels; "
                 if args.fit_on == "probation"
-                else f"each series standardized as a whole, detectors fit on every {stride}th window of it, "
+                else f"each series standardized as a whole, detectors fit on {every} window of it, "
                 "without labels (transductive); "
             )
             + "every window scored; "
