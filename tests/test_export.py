@@ -90,6 +90,31 @@ def test_versions_increase_and_nothing_is_overwritten(digits_run, tmp_path):
     assert not [p for p in (root / "image_classification").iterdir() if p.name.startswith(".tmp")]
 
 
+def test_a_version_another_process_claims_meanwhile_is_left_alone(digits_run, tmp_path, monkeypatch):
+    # Two `dlsuite run` processes exporting the same task: both list the versions and pick 1;
+    # the other one renames its export into place first.
+    task = get_task("image_classification")
+    meta = export.load_metadata(digits_run.export_dir)
+    root = tmp_path / "saved_models"
+    listed = export.next_version
+    raced = []
+
+    def other_process_wins_once(task_root):
+        version = listed(task_root)
+        if not raced:
+            raced.append(version)
+            theirs = Path(task_root) / str(version)
+            theirs.mkdir()
+            (theirs / "saved_model.pb").write_text("theirs")
+        return version
+
+    monkeypatch.setattr(export, "next_version", other_process_wins_once)
+    ours = export.export(task, digits_run.model, meta, root)
+    assert raced == [1] and Path(ours).name == "2"
+    assert (root / "image_classification" / "1" / "saved_model.pb").read_text() == "theirs"
+    assert not [p for p in (root / "image_classification").iterdir() if p.name.startswith(".tmp")]
+
+
 def test_a_failed_export_leaves_no_version(digits_run, tmp_path, monkeypatch):
     task = get_task("image_classification")
     meta = export.load_metadata(digits_run.export_dir)
