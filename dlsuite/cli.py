@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -85,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def disk_full_message(e: OSError) -> str:
+    """One line for a write that ran out of space (disk full, quota, file-size limit)."""
+    where = f" writing {e.filename}" if e.filename else ""
+    return (
+        f"out of space{where} ({os.strerror(e.errno)}). Exports appear only when complete and earlier "
+        "versions stay; a run resumes from its last readable backup. Free some space (or point run.root / "
+        "export.root elsewhere) and run the same command with the same --run-dir."
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="dlsuite: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
@@ -96,6 +111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dlsuite: interrupted; an unfinished run resumes with the same --run-dir.", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        # h5py and TensorFlow may hold half-written files open; their cleanup at interpreter
+        # exit can crash after such a failure, so the process ends here, streams flushed.
+        print(f"dlsuite: error: {disk_full_message(e)}", file=sys.stderr)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(2)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -19,11 +19,17 @@ Without a distribution strategy Keras 3 defers creating the optimizer, metric an
 loss variables to the first trace of the train step, and TensorFlow traces a
 ``tf.function`` that creates variables twice. :func:`build_before_fit` creates
 them first, as Keras itself does under a strategy, so the step is traced once.
+
+Keras's ``BackupAndRestore`` falls back to its previous backup only on ``OSError``;
+:class:`BackupAndRestore` also survives a truncated backup that h5py reports otherwise,
+and one with no readable backup left.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from typing import Any
 
 import keras
@@ -107,3 +113,48 @@ def build_before_fit(model: keras.Model, example: Any) -> bool:
         return False  # ragged or sparse batches: left to Keras
     model._symbolic_build(data_batch=tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape[1:]], s.dtype), specs))
     return True
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``keras.callbacks.BackupAndRestore`` that survives a backup cut short.
+
+    A backup written while the disk fills up, or while the process is killed, is a
+    truncated HDF5 file. With ``double_checkpoint`` Keras falls back to the previous
+    backup, but only when loading raises ``OSError``; h5py reports some truncations as
+    ``RuntimeError`` ("address of object past end of allocation"), and when the very
+    first backup is cut short there is no previous one, so the resumed run crashed
+    (checked on Keras 3.15.1 with h5py 3.x). Here an unreadable backup falls back to the
+    previous one for any such error, and with none readable training starts again from
+    the first epoch, with a warning, instead of failing.
+    """
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        pairs = [(self._weights_path, self._training_metadata_path)]
+        if self.double_checkpoint:
+            pairs.append((self._prev_weights_path, self._prev_training_metadata_path))
+        errors = []
+        for weights, metadata in pairs:
+            if not os.path.exists(weights):
+                continue
+            if weights != self._weights_path:
+                shutil.copyfile(weights, self._weights_path)
+                if os.path.exists(metadata):
+                    shutil.copyfile(metadata, self._training_metadata_path)
+                elif os.path.exists(self._training_metadata_path):
+                    os.remove(self._training_metadata_path)
+            try:
+                self._load_model()
+            except (OSError, RuntimeError, ValueError, KeyError) as e:
+                errors.append(f"{os.path.basename(weights)}: {e}")
+                continue
+            if errors:
+                log.warning("the latest backup was unreadable (%s); resumed from the one before it", errors[0])
+            return
+        if errors:
+            log.warning(
+                "no backup in %s is readable (%s); training starts again from the first epoch",
+                self.backup_dir, "; ".join(errors),
+            )
+            for path in (p for pair in pairs for p in pair):
+                if os.path.exists(path):
+                    os.remove(path)

@@ -152,10 +152,10 @@ def training_callbacks(run_dir: Path, cfg: Mapping[str, Any]) -> list[keras.call
     history = reporting.read_history(run_dir / HISTORY_CSV)
     best_so_far = min(history["val_loss"]) if history.get("val_loss") else None
     return [
-        # Backup first: an epoch shown in history.csv is always one the backup holds. A kill while
-        # the backup is being written leaves a corrupt file; the double checkpoint keeps the one
-        # before it, which Keras falls back to on resume.
-        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True),
+        # Backup first: an epoch shown in history.csv is always one the backup holds. A kill or a
+        # full disk while the backup is being written leaves a truncated file; the double
+        # checkpoint keeps the one before it, which compat.BackupAndRestore falls back to on resume.
+        compat.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True),
         keras.callbacks.ModelCheckpoint(
             str(run_dir / BEST_WEIGHTS),
             monitor="val_loss",

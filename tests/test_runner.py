@@ -115,3 +115,57 @@ def test_the_same_config_and_seed_train_the_same_model(tmp_path):
     from tensorflow.python.framework import config as tf_config
 
     assert not tf_config.is_op_determinism_enabled()
+
+
+def stop_after(epochs: int):
+    """A callback that ends ``fit`` like a killed process, after ``epochs`` epochs."""
+    import keras
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == epochs:
+                raise KeyboardInterrupt
+
+    return Stop()
+
+
+def test_a_truncated_backup_falls_back_to_the_one_before_it(tmp_path, caplog):
+    import keras
+    import numpy as np
+
+    from dlsuite import compat
+
+    x, y = np.random.default_rng(0).normal(size=(64, 3)).astype("float32"), np.zeros((64, 1), "float32")
+
+    def model():
+        m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        m.compile("sgd", "mse")
+        return m
+
+    backup = tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):  # epochs 0 and 1 backed up, then "killed"
+        model().fit(x, y, epochs=5, verbose=0, callbacks=[compat.BackupAndRestore(str(backup), double_checkpoint=True), stop_after(2)])
+    latest = backup / "latest.weights.h5"
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])  # the disk filled up mid-write
+    history = model().fit(x, y, epochs=5, verbose=0, callbacks=[compat.BackupAndRestore(str(backup), double_checkpoint=True)])
+    assert history.epoch == [1, 2, 3, 4]  # resumed after epoch 0, the previous backup
+    assert "latest backup was unreadable" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_clear_error_and_the_run_resumes(tmp_path):
+    import resource
+
+    def small_files():  # in the child: files above 200 KB cannot be written (as on a full disk)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200 * 1024, resource.RLIM_INFINITY))
+
+    args = [sys.executable, "-m", "dlsuite.cli", "run", "anomaly", "--run-dir", "runs/a", "--set", "train.epochs=2"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    full = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, preexec_fn=small_files)
+    assert full.returncode == 2, full.stderr[-2000:]
+    last = full.stderr.strip().splitlines()[-1]
+    assert last.startswith("dlsuite: error: out of space") and "--run-dir" in last
+    assert not (tmp_path / "saved_models").exists() or not any((tmp_path / "saved_models" / "anomaly").glob("[0-9]*"))
+    again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Traceback" not in again.stderr and (tmp_path / "runs" / "a" / "metrics.json").is_file()
