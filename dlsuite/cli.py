@@ -101,6 +101,12 @@ def disk_full_message(e: OSError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``dlsuite`` command: returns the exit status (0, 2 for a user error, 130 on Ctrl-C).
+
+    A write that runs out of space ends the process at once with status 2 (``os._exit``):
+    checked with a file-size limit, h5py's cleanup of the half-written backup crashed the
+    interpreter at exit (status 139) after the error had been reported.
+    """
     logging.basicConfig(level=logging.INFO, format="dlsuite: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
     try:
