@@ -83,12 +83,12 @@ log = logging.getLogger("bench")
 
 
 def load_series(
-    nab: Path, rel: str, windows_by_series: dict[str, list], standardize_on: int | None = None
+    nab: Path, rel: str, windows_by_series: dict[str, list], on_probation: bool = True
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
     """(standardized values, point labels, window index bounds) of one NAB series.
 
-    Values are standardized with the mean and standard deviation of their first
-    ``standardize_on`` points (all of them when ``None``).
+    Values are standardized with the mean and standard deviation of NAB's probationary
+    period (``on_probation``) or of the whole series.
     """
     df = pd.read_csv(nab / "data" / rel)
     times = pd.to_datetime(df["timestamp"]).to_numpy()
@@ -99,7 +99,7 @@ def load_series(
     for first, last in bounds:
         labels[first:last + 1] = 1
     values = df["value"].to_numpy(np.float64)
-    head = values[:standardize_on] if standardize_on else values
+    head = values[: nab_scoring.probation_length(len(values))] if on_probation else values
     values = (values - head.mean()) / (head.std() or 1.0)
     return values.astype(np.float32), labels, bounds
 
@@ -297,9 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     scored = {m: {seed: [] for seed in seeds} for m in method_names}
     started, load_start = time.perf_counter(), common.load_average()
     for rel in names:
-        length = len(pd.read_csv(args.nab / "data" / rel, usecols=["value"]))
-        probation = nab_scoring.probation_length(length) if args.fit_on == "probation" else None
-        values, labels, bounds = load_series(args.nab, rel, windows_by_series, standardize_on=probation)
+        values, labels, bounds = load_series(args.nab, rel, windows_by_series, args.fit_on == "probation")
+        probation = nab_scoring.probation_length(len(values)) if args.fit_on == "probation" else None
         windows = timeseries.windows(values, args.window, 1)
         # Window i ends on point i + window - 1: with --fit-on probation, only windows inside it train.
         fit_windows = windows[: max(probation - args.window + 1, 1)] if probation else windows
