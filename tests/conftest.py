@@ -63,3 +63,26 @@ def digits_run(tmp_path_factory):
         overrides=FAST + [f"export.root={work / 'saved_models'}"],
     )
     return runner.run(task, cfg, work / "run")
+
+
+@pytest.fixture(scope="session")
+def task_run(tmp_path_factory):
+    """A function ``task_run(name)``: one finished fast run of task ``name`` with its export, made once.
+
+    Shared by read-only tests of what every task's export does (serving, batch prediction, TFLite).
+    Each task trains its default network (image classification: the mlp) for three epochs.
+    """
+    from dlsuite.tasks import runner
+
+    done: dict[str, object] = {}
+
+    def make(name: str):
+        if name not in done:
+            work = tmp_path_factory.mktemp(f"{name}_run")
+            network = ["architecture=mlp"] if name == "image_classification" else []  # its cnn takes 30 s
+            overrides = network + ["train.epochs=3", "train.early_stopping_patience=3", f"export.root={work / 'saved_models'}"]
+            task, cfg = runner.resolve_config(name, overrides=overrides)
+            done[name] = runner.run(task, cfg, work / "run")
+        return done[name]
+
+    return make
