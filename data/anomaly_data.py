@@ -17,6 +17,7 @@ trains unsupervised and reports scores without accuracy figures.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -310,6 +311,14 @@ def embedded(name: str, data: Mapping[str, Any], seed: int) -> Splits:
     raise KeyError(name)
 
 
+def min_fit_examples(validation_fraction: float) -> int:
+    """The fewest examples :func:`fit_arrays` splits into non-empty training and validation parts."""
+    n = max(2, math.ceil(1 / validation_fraction))
+    while not 0 < int(round(n * (1 - validation_fraction))) < n:
+        n += 1
+    return n
+
+
 def fit_arrays(X: np.ndarray, *, validation_fraction: float, seed: int) -> Splits:
     """Unlabeled arrays for an estimator's ``fit``: train and validation parts (test = validation).
 
@@ -320,14 +329,15 @@ def fit_arrays(X: np.ndarray, *, validation_fraction: float, seed: int) -> Split
             f"validation_fraction must be between 0 and 1 (exclusive), got {validation_fraction}."
         )
     X = np.asarray(X, np.float32)
-    if len(X) < MIN_EXAMPLES:
+    cut = int(round(len(X) * (1 - validation_fraction)))
+    if not 0 < cut < len(X):
         raise DlsuiteError(
-            f"X has {len(X)} examples; at least {MIN_EXAMPLES} are needed to train and threshold."
+            f"X has {len(X)} examples, too few to hold out validation_fraction={validation_fraction} of them "
+            f"and train on the rest; pass at least {min_fit_examples(validation_fraction)}."
         )
     index = np.arange(len(X))
     if X.ndim == 2:
         index = np.random.default_rng(seed).permutation(len(X))
-    cut = int(round(len(X) * (1 - validation_fraction)))
     train, val = np.sort(index[:cut]), np.sort(index[cut:])
     labels = np.zeros(len(X), np.int64)
     data = lambda idx: tf.data.Dataset.from_tensor_slices((X[idx], labels[idx]))  # noqa: E731

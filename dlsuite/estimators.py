@@ -19,9 +19,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
-from dlsuite.errors import DlsuiteError
+from dlsuite.errors import InvalidInputError
 
 
 class TaskEstimator(BaseEstimator):
@@ -70,15 +70,20 @@ class ClassifierEstimator(ClassifierMixin, TaskEstimator):
     and ``predict_proba``.
     """
 
+    def _require_y(self, y: Any) -> None:
+        """Before anything else in ``fit``: a classifier needs labels."""
+        if y is None:
+            raise InvalidInputError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+
     def _encode_labels(self, y: Any, num_examples: int, what: str = "examples") -> np.ndarray:
         """Set ``classes_`` and return each label's index in it."""
-        y = np.asarray(y)
+        y = column_or_1d(y, warn=True)  # a [n, 1] column warns, as scikit-learn's classifiers do
         if num_examples != len(y):
-            raise DlsuiteError(f"X has {num_examples} {what} but y has {len(y)} labels.")
+            raise InvalidInputError(f"X has {num_examples} {what} but y has {len(y)} labels.")
         check_classification_targets(y)
         self.classes_, ids = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise DlsuiteError("y holds a single class; a classifier needs at least two.")
+            raise InvalidInputError("y holds one class only; a classifier needs at least two.")
         return ids
 
     def _holdout(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +115,8 @@ class ClassifierEstimator(ClassifierMixin, TaskEstimator):
         )
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        best = self.predict_proba(X).argmax(axis=1)  # first: it raises NotFittedError before fit
+        return self.classes_[best]
 
 
 class ImageClassifier(ClassifierEstimator):
@@ -139,6 +145,22 @@ class ImageClassifier(ClassifierEstimator):
 
     task_name = "image_classification"
 
+    # scikit-learn's checks fit on tables of 2-13 columns, which are not square images; with
+    # image_shape unset these fail with the error a user gets (pass image_shape=(h, w, c)).
+    SKLEARN_EXPECTED_FAILURES: ClassVar[dict[str, str]] = {
+        check: "its rows (2-13 values) are not square images; image_shape is needed"
+        for check in (
+            "check_estimators_dtypes", "check_dtype_object", "check_pipeline_consistency", "check_estimators_nan_inf",
+            "check_estimators_pickle", "check_f_contiguous_array_estimator", "check_classifier_data_not_an_array",
+            "check_classifiers_one_label", "check_classifiers_classes", "check_classifiers_train",
+            "check_classifiers_regression_target", "check_supervised_y_2d", "check_methods_sample_order_invariance",
+            "check_methods_subset_invariance", "check_fit2d_1sample", "check_fit_score_takes_y",
+            "check_dict_unchanged", "check_estimators_overwrite_params", "check_fit_idempotent",
+            "check_fit_check_is_fitted", "check_n_features_in", "check_dont_overwrite_parameters",
+            "check_fit2d_predict1d", "check_estimators_fit_returns_self", "check_readonly_memmap_input",
+        )
+    }
+
     def __init__(
         self,
         architecture: str = "cnn",
@@ -166,32 +188,35 @@ class ImageClassifier(ClassifierEstimator):
         self.verbose = verbose
 
     def _images(self, X: Any, fitting: bool = False) -> np.ndarray:
-        X = np.asarray(X)
-        if X.dtype == object or not np.issubdtype(X.dtype, np.number):
-            raise DlsuiteError(f"X must hold numeric pixel values, got dtype {X.dtype}.")
+        X = check_array(X, dtype=np.float32, allow_nd=True, input_name="X")  # numbers, finite, dense, not empty
         if X.ndim == 2:
             shape = self.image_shape
             if shape is None:
                 side = math.isqrt(X.shape[1])
                 if side * side != X.shape[1]:
-                    raise DlsuiteError(
+                    raise InvalidInputError(
                         f"X has {X.shape[1]} values per row, not a square image; pass image_shape=(h, w, c)."
                     )
                 shape = (side, side, 1)
             if math.prod(shape) != X.shape[1]:
-                raise DlsuiteError(f"image_shape {tuple(shape)} does not hold {X.shape[1]} values per row.")
+                raise InvalidInputError(f"image_shape {tuple(shape)} does not hold {X.shape[1]} values per row.")
             X = X.reshape((-1, *shape))
         elif X.ndim == 3:
             X = X[..., None]
         elif X.ndim != 4:
-            raise DlsuiteError(f"X must be (n, h*w*c), (n, h, w) or (n, h, w, c), got shape {X.shape}.")
+            raise InvalidInputError(f"X must be (n, h*w*c), (n, h, w) or (n, h, w, c), got shape {X.shape}.")
         if fitting:
             self.n_features_in_ = int(np.prod(X.shape[1:]))
         elif X.shape[1:] != tuple(self.model_.input_shape[1:]):
-            raise DlsuiteError(f"X images have shape {X.shape[1:]}, the model was fitted on {self.model_.input_shape[1:]}.")
-        return X.astype(np.float32)
+            raise InvalidInputError(
+                f"X has {int(np.prod(X.shape[1:]))} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input (images of shape {X.shape[1:]}; fitted on "
+                f"{self.model_.input_shape[1:]})."
+            )
+        return X
 
     def fit(self, X: Any, y: Any) -> "ImageClassifier":
+        self._require_y(y)
         images = self._images(X, fitting=True)
         splits = self._array_splits(images, self._encode_labels(y, len(images)), {})
         task, cfg = self._task_config(augment=bool(self.augment))
@@ -273,19 +298,27 @@ class SentimentClassifier(ClassifierEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # a sequence of texts, not a numeric table
+        tags.input_tags.one_d_array = True
+        tags.input_tags.string = True
+        return tags
+
     @staticmethod
     def _texts(X: Any) -> list[Any]:
         """A 1-D list/array/Series of strings (or a single-column 2-D array) as a list."""
         if isinstance(X, (str, bytes)):
-            raise DlsuiteError("X must be a sequence of texts, not a single string; wrap it in a list.")
+            raise InvalidInputError("X must be a sequence of texts, not a single string; wrap it in a list.")
         X = np.asarray(X, dtype=object)
         if X.ndim == 2 and X.shape[1] == 1:
             X = X[:, 0]
         if X.ndim != 1:
-            raise DlsuiteError(f"X must be a 1-D sequence of texts, got shape {X.shape}.")
+            raise InvalidInputError(f"X must be a 1-D sequence of texts, got shape {X.shape}.")
         return X.tolist()
 
     def fit(self, X: Any, y: Any) -> "SentimentClassifier":
+        self._require_y(y)
         texts = self._texts(X)
         ids = self._encode_labels(y, len(texts), "texts")
         splits = self._splits(texts, ids, *self._holdout(ids))
@@ -314,7 +347,7 @@ class SentimentClassifier(ClassifierEstimator):
             parts[name] = tf.data.Dataset.from_tensor_slices((t, y.astype(np.int64)))
             cleaning = {k: cleaning.get(k, 0) + v for k, v in counts.items()}
             if name == "train" and len(np.unique(y)) < len(self.classes_):
-                raise DlsuiteError("after dropping empty texts, some class has no training example left.")
+                raise InvalidInputError("after dropping empty texts, some class has no training example left.")
         return Splits(
             parts["train"], parts["val"], parts["val"],
             {
@@ -399,33 +432,49 @@ class AnomalyDetector(OutlierMixin, TaskEstimator):
         return tags
 
     def _features(self, X: Any, fitting: bool = False) -> np.ndarray:
-        X = np.asarray(X)
-        if X.dtype == object or not np.issubdtype(X.dtype, np.number):
-            raise DlsuiteError(f"X must hold numbers (NaN for missing), got dtype {X.dtype}; encode text columns first.")
+        from dlsuite.data.anomaly_data import min_fit_examples
+
+        fraction = self.validation_fraction
+        fewest = min_fit_examples(fraction) if fitting and 0 < fraction < 1 else 1
+        # scikit-learn's own checks: numbers only (NaN allowed), no sparse matrices, no empty arrays.
+        try:
+            X = check_array(
+                X, dtype=np.float32, ensure_all_finite="allow-nan", allow_nd=True, ensure_min_samples=fewest,
+                input_name="X",
+            )
+        except ValueError as e:
+            if "could not convert" not in str(e):
+                raise
+            raise InvalidInputError(f"X must hold numbers (NaN for missing); encode text columns first ({e}).") from e
         if X.ndim not in (2, 3):
-            raise DlsuiteError(f"X must be [n, features] rows or [n, window, channels] windows, got shape {X.shape}.")
-        if np.isinf(X).any():
-            raise DlsuiteError("X holds infinite values; replace them (NaN counts as missing and is imputed).")
+            raise InvalidInputError(f"X must be [n, features] rows or [n, window, channels] windows, got shape {X.shape}.")
         if fitting:
             self.n_features_in_ = int(X.shape[-1])
             self.input_shape_ = tuple(int(d) for d in X.shape[1:])
         elif tuple(X.shape[1:]) != self.input_shape_:
-            raise DlsuiteError(f"X examples have shape {tuple(X.shape[1:])}; the detector was fitted on {self.input_shape_}.")
-        return X.astype(np.float32)
+            raise InvalidInputError(
+                f"X has {X.shape[-1]} features, but {type(self).__name__} is expecting {self.n_features_in_} features "
+                f"as input (examples of shape {tuple(X.shape[1:])}; fitted on {self.input_shape_})."
+            )
+        return X
 
     def fit(self, X: Any, y: Any = None) -> "AnomalyDetector":
         """Learn normal behaviour from ``X`` (``y`` is ignored: unsupervised)."""
         from dlsuite.data.anomaly_data import fit_arrays
         from dlsuite.tasks.anomaly import score_layer
+        from dlsuite.thresholds import contamination_threshold
 
         features = self._features(X, fitting=True)
         splits = fit_arrays(features, validation_fraction=self.validation_fraction, seed=int(self.random_state))
         task, cfg = self._task_config(train_on="all")
         cfg["threshold"].update(method="contamination", contamination=float(self.contamination))
         self.model_ = self._train(task, cfg, splits)
-        self.threshold_ = float(score_layer(self.model_).threshold)
-        self.offset_ = -self.threshold_
         self.decision_scores_ = self._anomaly_scores(features)
+        # As scikit-learn's detectors do, ``contamination`` is the share of the rows given to fit that
+        # fit_predict flags (the task's threshold saw its training part only); the model carries it too.
+        self.threshold_ = contamination_threshold(self.decision_scores_, float(self.contamination))
+        score_layer(self.model_).threshold = self.threshold_
+        self.offset_ = -self.threshold_
         return self
 
     def _anomaly_scores(self, X: np.ndarray) -> np.ndarray:
@@ -466,10 +515,17 @@ class SpeechRecognizer(ClassifierEstimator):
     Attributes:
         classes_: class labels seen in ``fit``.
         model_: the fitted Keras model (waveforms ``[n, samples]`` in, class probabilities out).
-        n_features_in_: samples per clip the model takes (``sample_rate * duration``).
+        num_samples_: samples per clip the model takes (``sample_rate * duration``); clips of
+            any length are padded or cropped to it.
+        n_features_in_: columns of ``X`` in ``fit`` when ``X`` was an array (not a list of clips).
     """
 
     task_name = "speech"
+
+    SKLEARN_EXPECTED_FAILURES: ClassVar[dict[str, str]] = {
+        "check_n_features_in_after_fitting": "clips of any length are padded or cropped, so other widths are valid",
+        "check_classifiers_train": "a log-mel spectrogram of a 2-5 sample 'clip' keeps too little of the blobs' classes",
+    }
 
     def __init__(
         self,
@@ -504,13 +560,16 @@ class SpeechRecognizer(ClassifierEstimator):
     def _waveforms(self, X: Any) -> np.ndarray:
         from dlsuite.data.audio import standardize
 
+        if not isinstance(X, (list, tuple)):  # clips of different lengths come as a list
+            X = check_array(X, dtype=np.float32, input_name="X")  # [n, samples]: numbers, finite, dense, not empty
         return standardize(X, sample_rate=int(self.sample_rate), duration=float(self.duration))
 
     def fit(self, X: Any, y: Any) -> "SpeechRecognizer":
         from dlsuite.data.spectrogram import FEATURE_TYPES
 
+        self._require_y(y)
         if self.features not in FEATURE_TYPES:
-            raise DlsuiteError(f"features must be one of {', '.join(FEATURE_TYPES)}, got {self.features!r}.")
+            raise InvalidInputError(f"features must be one of {', '.join(FEATURE_TYPES)}, got {self.features!r}.")
         clips = self._waveforms(X)
         splits = self._array_splits(
             clips, self._encode_labels(y, len(clips), "clips"),
@@ -519,7 +578,9 @@ class SpeechRecognizer(ClassifierEstimator):
         task, cfg = self._task_config(augment=bool(self.augment), sample_rate=int(self.sample_rate),
                                       duration=float(self.duration))
         cfg["features"]["type"] = self.features
-        self.n_features_in_ = int(clips.shape[1])
+        if isinstance(X, np.ndarray) or hasattr(X, "shape"):
+            self.n_features_in_ = int(np.shape(X)[1])
+        self.num_samples_ = int(clips.shape[1])
         self.model_ = self._train(task, cfg, splits)
         return self
 
@@ -565,6 +626,10 @@ class FraudDetector(ClassifierEstimator):
 
     task_name = "fraud"
 
+    SKLEARN_EXPECTED_FAILURES: ClassVar[dict[str, str]] = {
+        "check_classifiers_train": "predict applies threshold_ (chosen by cost or target), not argmax of predict_proba",
+    }
+
     def __init__(
         self,
         architecture: str = "mlp",
@@ -607,6 +672,7 @@ class FraudDetector(ClassifierEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True  # imputed with the training mean
         tags.input_tags.string = True  # text columns are categories
+        tags.classifier_tags.multi_class = False  # legitimate vs fraud
         return tags
 
     @staticmethod
@@ -614,20 +680,25 @@ class FraudDetector(ClassifierEstimator):
         import pandas as pd
 
         if isinstance(X, pd.DataFrame):
+            if X.empty:
+                raise InvalidInputError(f"X is an empty table (shape {X.shape}); it needs rows and columns.")
             return X.reset_index(drop=True).rename(columns=str)
-        X = np.asarray(X)
-        if X.ndim != 2:
-            raise DlsuiteError(f"X must be a DataFrame or a 2-D array [rows, columns], got shape {X.shape}.")
+        # Arrays: dense, 2-D, not empty; text and NaN stay (categories and missing values).
+        X = check_array(X, dtype=None, ensure_all_finite="allow-nan", input_name="X")
         return pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
 
     def fit(self, X: Any, y: Any) -> "FraudDetector":
         from dlsuite import config
         from dlsuite.tasks.fraud import fields_of, frame_splits
 
+        self._require_y(y)
         df = self._frame(X)
         ids = self._encode_labels(y, len(df), "rows")
         if len(self.classes_) != 2:
-            raise DlsuiteError(f"y must hold exactly two classes (legitimate, fraud), got {len(self.classes_)}.")
+            raise InvalidInputError(
+                f"Only binary classification is supported: y must hold two classes (legitimate, fraud), "
+                f"got {len(self.classes_)}."
+            )
         self.n_features_in_ = int(df.shape[1])
         if hasattr(X, "columns"):
             self.feature_names_in_ = np.asarray(df.columns, dtype=object)
@@ -653,17 +724,31 @@ class FraudDetector(ClassifierEstimator):
         self.threshold_ = float(splits.metadata["threshold"])
         return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        """The fraud probability of each row (higher = more likely fraud)."""
+    def _fraud_probability(self, X: Any) -> np.ndarray:
         from dlsuite.tasks.fraud import fraud_probability, rows_to_fields
 
         check_is_fitted(self, "model_")
-        return fraud_probability(self.model_, rows_to_fields(self._frame(X), self.fields_))
+        df = self._frame(X)
+        if not hasattr(self, "feature_names_in_") and df.shape[1] != self.n_features_in_:
+            raise InvalidInputError(
+                f"X has {df.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} "
+                "features as input."
+            )
+        return np.asarray(fraud_probability(self.model_, rows_to_fields(df, self.fields_)), np.float64)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Positive where a row is predicted fraud: its fraud probability's margin over ``threshold_``.
+
+        The margin is taken from the float just below ``threshold_`` so that a probability equal
+        to the threshold (flagged, as in serving) gets a positive value, as scikit-learn requires.
+        """
+        return self._fraud_probability(X) - np.nextafter(self.threshold_, -np.inf)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        p = self.decision_function(X)
+        p = self._fraud_probability(X)
         return np.stack([1.0 - p, p], axis=1)
 
     def predict(self, X: Any) -> np.ndarray:
         """``classes_[1]`` (fraud) where the probability reaches ``threshold_``, else ``classes_[0]``."""
-        return self.classes_[(self.decision_function(X) >= self.threshold_).astype(np.int64)]
+        fraud = self.decision_function(X) > 0
+        return self.classes_[fraud.astype(np.int64)]

@@ -314,7 +314,7 @@ def test_estimator_predict_convention(detector, blobs):
     )
     assert ((detector.decision_function(X) < 0) == (pred == -1)).all()
     assert roc_auc_score(y, -detector.score_samples(X)) > 0.8
-    with pytest.raises(DlsuiteError, match="fitted on"):
+    with pytest.raises(DlsuiteError, match="X has 3 features, but AnomalyDetector is expecting"):
         detector.predict(X[:, :3])
 
 
@@ -347,7 +347,7 @@ def test_estimator_grid_search_with_custom_scorer(blobs):
 def test_estimator_rejects_text_and_infinity():
     with pytest.raises(DlsuiteError, match="must hold numbers"):
         AnomalyDetector().fit(np.array([["a", "b"]] * 30))
-    with pytest.raises(DlsuiteError, match="infinite"):
+    with pytest.raises(ValueError, match="Input X contains infinity"):
         AnomalyDetector().fit(np.full((30, 2), np.inf))
 
 

@@ -258,8 +258,10 @@ def test_estimator_contract(claims, tmp_path):
     assert list(est.classes_) == [0, 1]  # classes_[1] is fraud
     proba = est.predict_proba(X[2400:])
     assert proba.shape == (600, 2) and np.allclose(proba.sum(1), 1)
-    np.testing.assert_allclose(est.decision_function(X[2400:]), proba[:, 1])
-    assert set(est.predict(X[2400:])) <= {0, 1}
+    margin = est.decision_function(X[2400:])  # > 0 exactly where predict says fraud
+    np.testing.assert_allclose(margin, proba[:, 1] - est.threshold_, atol=1e-12)
+    np.testing.assert_array_equal(est.predict(X[2400:]), (proba[:, 1] >= est.threshold_).astype(int))
+    np.testing.assert_array_equal(est.predict(X[2400:]), (margin > 0).astype(int))
     assert 0 < est.threshold_ < 1
     assert list(est.feature_names_in_) == list(X.columns)
     copy = clone(est)
@@ -269,7 +271,7 @@ def test_estimator_contract(claims, tmp_path):
     assert again.threshold_ == est.threshold_
     with pytest.raises(DlsuiteError, match="lack column 'amount'"):
         est.predict(X.drop(columns=["amount"]))
-    with pytest.raises(DlsuiteError, match="exactly two classes"):
+    with pytest.raises(ValueError, match="Only binary classification is supported"):
         FraudDetector(**QUICK).fit(X[:100], np.arange(100) % 3)
 
 

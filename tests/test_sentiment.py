@@ -109,7 +109,7 @@ def test_single_class_is_refused(tmp_path):
     frame["stars"] = "pos"
     frame.to_csv(path, index=False)
     task, cfg = resolve(**{"data.path": str(path), "data.text_column": "review", "data.label_column": "stars"})
-    with pytest.raises(DlsuiteError, match="single class"):
+    with pytest.raises(DlsuiteError, match="one class only"):
         task.load(cfg)
 
 
@@ -252,7 +252,7 @@ def test_estimator_fit_predict_clone_pickle(reviews_xy):
     assert copy.get_params() == clf.get_params() and not hasattr(copy, "model_")
     again = pickle.loads(pickle.dumps(clf))
     np.testing.assert_allclose(again.predict_proba(X[600:]), proba, atol=1e-6)
-    with pytest.raises(DlsuiteError, match="single class"):
+    with pytest.raises(DlsuiteError, match="one class only"):
         SentimentClassifier(**QUICK).fit(X[:20], ["pos"] * 20)
     with pytest.raises(DlsuiteError, match="not a single string"):
         clf.predict("one text")

@@ -301,7 +301,7 @@ def test_estimator_contract(clip_arrays):
     search.fit(X[:100], y[:100])
     assert search.best_params_["learning_rate"] in (1e-3, 3e-3)
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
-    with pytest.raises(DlsuiteError, match="single class"):
+    with pytest.raises(DlsuiteError, match="one class only"):
         SpeechRecognizer(**quick).fit(X[:20], np.zeros(20))
     with pytest.raises(DlsuiteError, match="features must be one of"):
         SpeechRecognizer(**{**quick, "features": "raw"}).fit(X, y)
