@@ -109,7 +109,7 @@ def test_single_class_is_refused(tmp_path):
     frame["stars"] = "pos"
     frame.to_csv(path, index=False)
     task, cfg = resolve(**{"data.path": str(path), "data.text_column": "review", "data.label_column": "stars"})
-    with pytest.raises(DlsuiteError, match="one class only"):
+    with pytest.raises(DlsuiteError, match="single class"):
         task.load(cfg)
 
 
