@@ -80,10 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser(
         "export", help="export a run's model as a new SavedModel version",
-        description="Export RUN_DIR/model.keras to <export root>/<task>/<next version>/ and check the reloaded export.",
+        description="Export RUN_DIR/model.keras to <export root>/<task>/<next version>/ and check the reloaded export. "
+        "--format tflite also converts its serving_default signature to <version>/model.tflite and scores both "
+        "on the test split (RUN_DIR/metrics.json, key 'tflite').",
     )
     ex.add_argument("--run", required=True, metavar="RUN_DIR", help="a run directory (runs/<task>/<timestamp>)")
     ex.add_argument("--export-root", help="export root (default: the run's export.root)")
+    ex.add_argument("--format", choices=["savedmodel", "tflite"], default="savedmodel",
+                    help="savedmodel (default) or tflite: the SavedModel version with model.tflite inside")
     return parser
 
 
@@ -245,14 +249,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from dlsuite import export
     from dlsuite.tasks import runner
 
     path, task, cfg, model = _load_run(args.run)
     if args.export_root:
         cfg["export"]["root"] = args.export_root
     metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").exists() else {}
-    export_dir, diff = runner.export_run(task, model, task.load(cfg), cfg, metrics)
-    print(export_dir)
+    splits = task.load(cfg)
+    if args.format == "savedmodel":
+        export_dir, _ = runner.export_run(task, model, splits, cfg, metrics)
+        print(export_dir)
+        return 0
+    from dlsuite import reporting, tflite
+
+    reports = []
+
+    def add_tflite(version_dir: Path) -> None:
+        metadata = json.loads((version_dir / export.METADATA_PATH).read_text(encoding="utf-8"))
+        reports.append(tflite.add_to_version(version_dir, task, splits.test, metadata))
+
+    export_dir, _ = runner.export_run(task, model, splits, cfg, metrics, prepare=add_tflite)
+    log.info("%s", tflite.describe(reports[0]))
+    if metrics:
+        metrics["tflite"] = {"export_dir": export_dir, **reports[0]}
+        reporting.write_json(metrics, path / "metrics.json")
+    print(Path(export_dir) / tflite.TFLITE_FILE)
     return 0
 
 
