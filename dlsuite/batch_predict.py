@@ -65,8 +65,28 @@ class Source:
 
 # -- reading -----------------------------------------------------------------------------------
 
-def folder_source(folder: Path, suffixes: Sequence[str], signature: str, argument: str) -> Source:
-    """Every file under ``folder`` with one of ``suffixes``, its bytes as ``argument``, keyed by path."""
+def read_file(path: Path) -> bytes:
+    """A file's bytes, or :class:`RowError` saying why it cannot be read."""
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise RowError(f"cannot read the file: {e.strerror or e}") from None
+
+
+def read_wav(path: Path) -> bytes:
+    """A WAV file as 16-bit PCM bytes, as ``predict FILE...`` sends it; :class:`RowError` when unreadable."""
+    from dlsuite.data import audio
+
+    try:
+        return audio.read_wav_bytes(path)
+    except DlsuiteError as e:
+        raise RowError(str(e)) from None
+
+
+def folder_source(
+    folder: Path, suffixes: Sequence[str], signature: str, argument: str, read: Callable[[Path], bytes]
+) -> Source:
+    """Every file under ``folder`` with one of ``suffixes``, read by ``read`` as ``argument``, keyed by path."""
     files = sorted(
         p for p in folder.rglob("*")
         if p.suffix.lower() in suffixes and p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
@@ -77,9 +97,9 @@ def folder_source(folder: Path, suffixes: Sequence[str], signature: str, argumen
     def items() -> Iterator[Item]:
         for path in files:
             try:
-                yield Item(str(path), {argument: path.read_bytes()})
-            except OSError as e:
-                yield Item(str(path), None, f"cannot read the file: {e.strerror or e}")
+                yield Item(str(path), {argument: read(path)})
+            except RowError as e:
+                yield Item(str(path), None, str(e))
 
     return Source(signature, "path", items(), len(files))
 
@@ -293,17 +313,17 @@ def open_source(task_name: str, metadata: Mapping[str, Any], path: str | os.Path
     if not path.exists():
         raise DlsuiteError(f"--input {path} does not exist.")
     folders = {
-        "image_classification": (IMAGE_SUFFIXES, "classify_image_bytes", "image_bytes", "images"),
-        "speech": (AUDIO_SUFFIXES, "recognize_wav", "wav_bytes", "WAV clips"),
+        "image_classification": (IMAGE_SUFFIXES, "classify_image_bytes", "image_bytes", read_file, "images"),
+        "speech": (AUDIO_SUFFIXES, "recognize_wav", "wav_bytes", read_wav, "WAV clips"),
     }
     if task_name in folders:
-        suffixes, signature, argument, what = folders[task_name]
+        suffixes, signature, argument, read, what = folders[task_name]
         if not path.is_dir():
             raise DlsuiteError(
                 f"a {task_name} model predicts a folder of {what} with --input; {path} is a file. Pass its folder, "
                 f"or the files themselves without --input/--output: dlsuite predict --model DIR {path}"
             )
-        return folder_source(path, suffixes, signature, argument)
+        return folder_source(path, suffixes, signature, argument, read)
     if path.is_dir() or path.suffix.lower() not in TABLE_SUFFIXES:
         raise DlsuiteError(
             f"a {task_name} model predicts the rows of a table: pass a {', '.join(TABLE_SUFFIXES)} file, not {path}."

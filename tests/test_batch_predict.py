@@ -64,6 +64,36 @@ def test_an_image_folder_with_a_corrupt_file(task_run, tmp_path, capsys):
     assert not list(tmp_path.glob(".*partial"))
 
 
+def test_a_folder_of_wav_clips_8_and_16_bit_and_one_that_is_no_wav(task_run, tmp_path, capsys):
+    import wave
+
+    from dlsuite.data import audio
+
+    export_dir = task_run("speech").export_dir
+    t = np.arange(8000) / 8000.0
+    clips = {f"tone{i}": (0.5 * np.sin(2 * np.pi * f * t) * np.exp(-3 * t)).astype(np.float32) for i, f in enumerate((220, 660))}
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "tone0.wav").write_bytes(audio.encode_wav(clips["tone0"][:, None], 8000))
+    with wave.open(str(tmp_path / "clips" / "tone1.wav"), "wb") as w:  # 8-bit unsigned PCM
+        w.setnchannels(1)
+        w.setsampwidth(1)
+        w.setframerate(8000)
+        w.writeframes(np.round(clips["tone1"] * 127 + 128).astype(np.uint8).tobytes())
+    (tmp_path / "clips" / "noise.wav").write_bytes(b"RIFF" + bytes(100))
+    out = tmp_path / "words.csv"
+    assert cli.main(["predict", "--model", export_dir, "--input", str(tmp_path / "clips"), "--output", str(out)]) == 2
+    rows = {Path(r["path"]).name: r for r in read_csv_rows(out)}
+    assert "not a readable PCM WAV file" in rows["noise.wav"]["error"]
+    good = [str(tmp_path / "clips" / name) for name in ("tone0.wav", "tone1.wav")]
+    capsys.readouterr()
+    assert cli.main(["predict", "--model", export_dir, *good]) == 0
+    for line in capsys.readouterr().out.strip().splitlines():
+        path, label, probability = line.split("\t")
+        row = rows[Path(path).name]
+        assert row["label"] == label and not row["error"]
+        assert max(float(v) for k, v in row.items() if k.startswith("probabilities_")) == pytest.approx(float(probability), abs=1e-4)
+
+
 @pytest.fixture(scope="module")
 def transactions_table(tmp_path_factory):
     """Transactions with an id column, as CSV, Parquet and JSONL (the JSONL with two bad lines)."""
