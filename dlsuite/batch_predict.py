@@ -145,7 +145,7 @@ def table_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]
                 number += 1
                 yield number, record, ""
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise DlsuiteError(f"cannot read table {path} after row {number}: {e}") from None
+        raise DlsuiteError(f"cannot read table {path}: {e}. Nothing was written; fix the file and run again.") from None
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
@@ -480,6 +480,18 @@ class Summary:
     output: str
 
 
+def _stop_on_error(items: Iterator[Item], stopped: list[DlsuiteError]) -> Iterator[Item]:
+    """The items until one cannot be read at all (a table that turns malformed), kept in ``stopped``.
+
+    Raised inside tf.data's generator, the error would reach the caller as a TensorFlow
+    error; ending the items instead lets :func:`predict` raise it as it is.
+    """
+    try:
+        yield from items
+    except DlsuiteError as e:
+        stopped.append(e)
+
+
 def predict(
     model_dir: str | os.PathLike,
     input_path: str | os.PathLike,
@@ -514,6 +526,8 @@ def predict(
         raise DlsuiteError(f"--batch-size must be at least 1, got {batch_size}.")
     metadata = export.load_metadata(model_dir)
     source = open_source(metadata["task"], metadata, input_path)
+    stopped: list[DlsuiteError] = []
+    source.items = _stop_on_error(source.items, stopped)
     fn = tf.saved_model.load(str(model_dir)).signatures[source.signature]
     in_specs = fn.structured_input_signature[1]
     columns = output_columns(fn.structured_outputs, metadata.get("class_names") or [])
@@ -537,6 +551,8 @@ def predict(
                     scored += 1
             rows += len(keys)
             bar.update(len(keys))
+        if stopped:
+            raise stopped[0]
         complete = True
     finally:
         bar.close()

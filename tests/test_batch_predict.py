@@ -188,6 +188,9 @@ def test_the_wrong_input_kind_or_output_is_one_clear_error(task_run, tmp_path, c
     image_export, fraud_export = task_run("image_classification").export_dir, task_run("fraud").export_dir
     table = tmp_path / "rows.csv"
     table.write_text("id,amount\n1,3.5\n")
+    malformed = tmp_path / "reviews.csv"
+    malformed.write_text('id,text\n1,fine\n2,"a, b",c\n')
+    sentiment_export = task_run("sentiment").export_dir
     cases = [
         (["--model", image_export, "--input", str(table), "--output", str(tmp_path / "o.csv")], "predicts a folder of images"),
         (["--model", fraud_export, "--input", str(tmp_path), "--output", str(tmp_path / "o.csv")], "predicts the rows of a table"),
@@ -195,6 +198,9 @@ def test_the_wrong_input_kind_or_output_is_one_clear_error(task_run, tmp_path, c
         (["--model", fraud_export, "--input", str(table), "--output", str(tmp_path / "o.txt")], "must end in .csv or .jsonl"),
         (["--model", fraud_export, "--input", str(table)], "needs both --input"),
         (["--model", fraud_export, str(table), "--input", str(table), "--output", str(tmp_path / "o.csv")], "not both"),
+        # A table that turns malformed stops the command, and no partial output is left.
+        (["--model", sentiment_export, "--input", str(malformed), "--output", str(tmp_path / "o.csv")],
+         "Expected 2 fields in line 3, saw 3"),
     ]
     for args, message in cases:
         assert cli.main(["predict", *args]) == 2, args
