@@ -86,7 +86,10 @@ def fix_length(audio: tf.Tensor, num_samples: int) -> tf.Tensor:
     missing = num_samples - tf.shape(audio)[-1]
     paddings = [[0, 0]] * (audio.shape.rank - 1) + [[missing // 2, missing - missing // 2]]
     audio = tf.pad(audio, paddings)
-    return tf.ensure_shape(audio, [*audio.shape[:-1], num_samples])
+    # A static shape, not tf.ensure_shape: the padding above guarantees it, and EnsureShape has no
+    # TFLite kernel (the speech export's serving_default converts to TFLite).
+    audio.set_shape([*audio.shape[:-1], num_samples])
+    return audio
 
 
 def to_model_input(audio: tf.Tensor, rate_in: tf.Tensor, sample_rate: int, num_samples: int) -> tf.Tensor:

@@ -73,17 +73,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser(
         "predict", help="predict with an exported model",
-        description="Load an export with TensorFlow and print one line per input: input, label, probability.",
+        description="Load an export with TensorFlow and print one line per input: input, label, probability. "
+        "With --input and --output, score a whole folder (images, WAV clips) or table (CSV, TSV, Parquet, JSONL) "
+        "in batches and write one row per item; items that cannot be scored get an 'error' and the exit status is 2.",
     )
     pr.add_argument("--model", required=True, metavar="DIR", help="an export: saved_models/<task>/<version>")
-    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="inputs (image files for image_classification)")
+    pr.add_argument("inputs", nargs="*", metavar="INPUT", help="inputs (image files for image_classification)")
+    pr.add_argument("--input", dest="batch_input", metavar="FOLDER|TABLE",
+                    help="batch prediction: a folder of images or WAV clips, or a .csv/.tsv/.parquet/.jsonl table")
+    pr.add_argument("--output", metavar="OUT", help="batch prediction: the .csv or .jsonl file to write")
+    pr.add_argument("--batch-size", type=int, default=64, help="batch prediction: items per model call (default 64)")
 
     ex = sub.add_parser(
         "export", help="export a run's model as a new SavedModel version",
-        description="Export RUN_DIR/model.keras to <export root>/<task>/<next version>/ and check the reloaded export.",
+        description="Export RUN_DIR/model.keras to <export root>/<task>/<next version>/ and check the reloaded export. "
+        "--format tflite also converts its serving_default signature to <version>/model.tflite and scores both "
+        "on the test split (RUN_DIR/metrics.json, key 'tflite').",
     )
     ex.add_argument("--run", required=True, metavar="RUN_DIR", help="a run directory (runs/<task>/<timestamp>)")
     ex.add_argument("--export-root", help="export root (default: the run's export.root)")
+    ex.add_argument("--format", choices=["savedmodel", "tflite"], default="savedmodel",
+                    help="savedmodel (default) or tflite: the SavedModel version with model.tflite inside")
     return parser
 
 
@@ -245,18 +255,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from dlsuite import export
     from dlsuite.tasks import runner
 
     path, task, cfg, model = _load_run(args.run)
     if args.export_root:
         cfg["export"]["root"] = args.export_root
     metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").exists() else {}
-    export_dir, diff = runner.export_run(task, model, task.load(cfg), cfg, metrics)
-    print(export_dir)
+    splits = task.load(cfg)
+    if args.format == "savedmodel":
+        export_dir, _ = runner.export_run(task, model, splits, cfg, metrics)
+        print(export_dir)
+        return 0
+    from dlsuite import reporting, tflite
+
+    reports = []
+
+    def add_tflite(version_dir: Path) -> None:
+        metadata = json.loads((version_dir / export.METADATA_PATH).read_text(encoding="utf-8"))
+        reports.append(tflite.add_to_version(version_dir, task, splits.test, metadata))
+
+    export_dir, _ = runner.export_run(task, model, splits, cfg, metrics, prepare=add_tflite)
+    log.info("%s", tflite.describe(reports[0]))
+    if metrics:
+        metrics["tflite"] = {"export_dir": export_dir, **reports[0]}
+        reporting.write_json(metrics, path / "metrics.json")
+    print(Path(export_dir) / tflite.TFLITE_FILE)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.batch_input or args.output:
+        return batch_predict(args)
+    if not args.inputs:
+        raise DlsuiteError("pass inputs to predict (dlsuite predict --model DIR INPUT...), or --input and --output.")
     import numpy as np
     import tensorflow as tf
 
@@ -270,6 +302,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     outputs = fn(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in kwargs.items()})
     for line in task.format_predictions(args.inputs, {k: np.asarray(v) for k, v in outputs.items()}):
         print(line)
+    return 0
+
+
+def batch_predict(args: argparse.Namespace) -> int:
+    from dlsuite import batch_predict as batch
+
+    if args.inputs:
+        raise DlsuiteError("give inputs either as arguments or with --input/--output, not both.")
+    if not (args.batch_input and args.output):
+        raise DlsuiteError("batch prediction needs both --input FOLDER|TABLE and --output OUT.csv|OUT.jsonl.")
+    summary = batch.predict(args.model, args.batch_input, args.output, batch_size=args.batch_size)
+    if summary.failed:
+        print(
+            f"dlsuite: {summary.failed} of {summary.rows} rows failed; their reasons are in the error column of "
+            f"{summary.output}.", file=sys.stderr,
+        )
+        return 2
+    log.info("wrote %d rows to %s", summary.rows, summary.output)
     return 0
 
 

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import keras
 import numpy as np
@@ -44,6 +44,7 @@ def export(
     metadata: Mapping[str, Any],
     root: str | os.PathLike,
     strategy: tf.distribute.Strategy | None = None,
+    prepare: Callable[[Path], None] | None = None,
 ) -> str:
     """Write ``model`` with the task's serving signatures as the next version.
 
@@ -54,6 +55,9 @@ def export(
             ``dlsuite_version`` are added.
         root: export root (``saved_models``).
         strategy: the training strategy (TPU exports save through the local host).
+        prepare: called with the complete, still hidden version folder before it is
+            renamed into place, to add files of its own (``model.tflite``); when it
+            raises, no version appears.
 
     Returns:
         The directory of the new version.
@@ -78,6 +82,8 @@ def export(
         (tmp / "assets.extra").mkdir(exist_ok=True)
         with open(tmp / METADATA_PATH, "w", encoding="utf-8") as f:
             json.dump(full, f, indent=2)
+        if prepare is not None:
+            prepare(tmp)
         return str(_rename_into_next_version(tmp, task_root))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

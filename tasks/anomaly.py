@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 from keras import ops
+from sklearn import metrics as skm
 
 from dlsuite import reporting, thresholds
 from dlsuite.architectures import InputSpec
@@ -427,6 +428,24 @@ class Anomaly(Task):
             }
         name = "window" if metadata["kind"] == "series" else "features"
         return {"serving_default": {name: x.numpy()}}
+
+    def serving_batches(
+        self, ds: tf.data.Dataset, metadata: Mapping[str, Any], batch_size: int
+    ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        name = "window" if metadata["kind"] == "series" else "features"
+        for x, y in ds.batch(batch_size):
+            if isinstance(x, dict):
+                kwargs = {"features": x["numeric"].numpy(), "categories": x["categorical"].numpy()}
+            else:
+                kwargs = {name: x.numpy()}
+            yield kwargs, window_any(y.numpy())
+
+    def served_score(self, outputs: Mapping[str, np.ndarray], labels: np.ndarray) -> float | None:
+        """ROC-AUC of the served scores (``None`` without both normal and anomalous examples)."""
+        labels = np.asarray(labels).reshape(-1)
+        if len(np.unique(labels)) < 2:
+            return None
+        return float(skm.roc_auc_score(labels, np.asarray(outputs["score"]).reshape(-1)))
 
     def predict_inputs(
         self, inputs: Sequence[str], metadata: Mapping[str, Any]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import copy
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -201,6 +201,35 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def format_predictions(self, inputs: Sequence[str], outputs: Mapping[str, np.ndarray]) -> list[str]:
         """One printable line per CLI input."""
+
+    def serving_batches(
+        self, ds: tf.data.Dataset, metadata: Mapping[str, Any], batch_size: int
+    ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """An unbatched split as ``serving_default`` keyword arguments, batch by batch, with the labels.
+
+        What scores another runtime of the export (TFLite) on the test split.
+
+        Args:
+            ds: an unbatched split of raw ``(features, label)`` examples.
+            metadata: the export's metadata.
+            batch_size: examples per batch.
+
+        Returns:
+            An iterator of ``(keyword arguments, labels)`` in NumPy.
+        """
+        raise NotImplementedError(f"task {self.name} does not feed its serving signature from a split.")
+
+    def served_score(self, outputs: Mapping[str, np.ndarray], labels: np.ndarray) -> float | None:
+        """The task's headline metric from ``serving_default`` outputs over a whole split.
+
+        Args:
+            outputs: output name -> values of every example, in split order.
+            labels: the examples' labels, as :meth:`serving_batches` gives them.
+
+        Returns:
+            The metric, or ``None`` when the labels cannot define it (one class only).
+        """
+        raise NotImplementedError(f"task {self.name} does not score its serving outputs.")
 
     def list_datasets(self) -> list[tuple[str, str]]:
         return list(self.embedded_datasets.items())

@@ -94,6 +94,11 @@ class ClassificationTask(Task):
             label_name: tf.gather(tf.constant(list(class_names)), class_id),
         }
 
+    def served_score(self, outputs: Mapping[str, np.ndarray], labels: np.ndarray) -> float | None:
+        """Accuracy of the served class ids."""
+        _, id_name, _ = self.output_names
+        return float(np.mean(np.asarray(outputs[id_name]).reshape(-1) == np.asarray(labels).reshape(-1)))
+
     def format_predictions(self, inputs: Sequence[str], outputs: Mapping[str, np.ndarray]) -> list[str]:
         probs_name, _, label_name = self.output_names
         lines = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -618,6 +618,19 @@ class Fraud(Task):
     def verification_inputs(self, splits: Splits, metadata: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
         features, _ = split_arrays(splits.test.take(64))
         return {"serving_default": features}
+
+    def serving_batches(
+        self, ds: tf.data.Dataset, metadata: Mapping[str, Any], batch_size: int
+    ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        for x, y in ds.batch(batch_size):
+            yield {key: value.numpy() for key, value in x.items()}, y.numpy()
+
+    def served_score(self, outputs: Mapping[str, np.ndarray], labels: np.ndarray) -> float | None:
+        """PR-AUC (average precision) of the served fraud probabilities."""
+        labels = np.asarray(labels).reshape(-1)
+        if len(np.unique(labels)) < 2:
+            return None
+        return float(skm.average_precision_score(labels, np.asarray(outputs["fraud_probability"]).reshape(-1)))
 
     def predict_inputs(self, inputs: Sequence[str], metadata: Mapping[str, Any]) -> tuple[str, dict[str, np.ndarray]]:
         frames = [tables.read_table(path) for path in inputs]

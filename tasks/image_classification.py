@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -108,6 +108,12 @@ class ImageClassification(ClassificationTask):
         pixels = np.clip(np.round(batch), 0, 255).astype(np.uint8)
         encoded = np.array([tf.io.encode_png(img).numpy() for img in pixels], dtype=object)
         return {"serving_default": {"images": pixels}, BYTES_SIGNATURE: {"image_bytes": encoded}}
+
+    def serving_batches(
+        self, ds: tf.data.Dataset, metadata: Mapping[str, Any], batch_size: int
+    ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        for x, y in ds.batch(batch_size):
+            yield {"images": np.clip(np.round(x.numpy()), 0, 255).astype(np.uint8)}, y.numpy()
 
     def predict_inputs(self, inputs: Sequence[str], metadata: Mapping[str, Any]) -> tuple[str, dict[str, np.ndarray]]:
         encoded = []

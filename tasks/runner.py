@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import keras
 import tensorflow as tf
@@ -376,10 +376,14 @@ def export_run(
     cfg: Mapping[str, Any],
     metrics: Mapping[str, Any],
     strategy: tf.distribute.Strategy | None = None,
+    prepare: Callable[[Path], None] | None = None,
 ) -> tuple[str, float | None]:
-    """Export the inference model as the next version and check the reloaded export."""
+    """Export the inference model as the next version and check the reloaded export.
+
+    ``prepare`` adds files to the version before it appears (:func:`dlsuite.export.export`).
+    """
     metadata = export_metadata(splits, cfg, metrics)
-    export_dir = export.export(task, model, metadata, cfg["export"]["root"], strategy)
+    export_dir = export.export(task, model, metadata, cfg["export"]["root"], strategy, prepare)
     log.info("exported %s", export_dir)
     diff = None
     if cfg["export"]["verify"]:

@@ -22,7 +22,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -245,6 +245,12 @@ class Sentiment(ClassificationTask):
         # Edge cases a client may send: empty, non-ASCII, invalid UTF-8, a long text.
         sample += [b"", "très bien, 好 😀".encode(), b"\xff\xfe broken bytes", b"word " * 400]
         return {"serving_default": {"text": np.array(sample, dtype=object)}}
+
+    def serving_batches(
+        self, ds: tf.data.Dataset, metadata: Mapping[str, Any], batch_size: int
+    ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        for x, y in ds.batch(batch_size):
+            yield {"text": x.numpy()}, y.numpy()
 
     def predict_inputs(self, inputs: Sequence[str], metadata: Mapping[str, Any]) -> tuple[str, dict[str, np.ndarray]]:
         return "serving_default", {"text": np.array(list(inputs), dtype=object)}

@@ -11,7 +11,7 @@ sequence of frames.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -206,6 +206,12 @@ class SpeechRecognition(ClassificationTask):
         clips = next(iter(splits.test.batch(8)))[0].numpy()
         encoded = np.array([audio.encode_wav(c[:, None], metadata["sample_rate"]) for c in clips], dtype=object)
         return {"serving_default": {"waveforms": clips}, WAV_SIGNATURE: {"wav_bytes": encoded}}
+
+    def serving_batches(
+        self, ds: tf.data.Dataset, metadata: Mapping[str, Any], batch_size: int
+    ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        for x, y in ds.batch(batch_size):
+            yield {"waveforms": x.numpy()}, y.numpy()
 
     def predict_inputs(self, inputs: Sequence[str], metadata: Mapping[str, Any]) -> tuple[str, dict[str, np.ndarray]]:
         for path in inputs:
