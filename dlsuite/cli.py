@@ -295,21 +295,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from dlsuite import serving
 
-    server = serving.ModelServer(args.model_root, args.host, args.port)
-    models = server.repository.models()
-    for name, info in models.items():
-        versions = ", ".join(map(str, info["versions"]))
-        print(f"model {name}: versions {versions}; serving {info['serving'] or 'none (failed to load)'}")
-    if not models:
-        print(f"no exports under {args.model_root} yet; new ones are picked up as they are written")
-    print(f"listening on {server.url} (Ctrl-C stops)", flush=True)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a service manager's stop ends it like Ctrl-C
+    # SIGTERM (a service manager's stop) ends it as Ctrl-C does; SIGINT too when a shell started
+    # it in the background, which leaves SIGINT ignored.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.default_int_handler)
+    server = None
     try:
+        server = serving.ModelServer(args.model_root, args.host, args.port)
+        models = server.repository.models()
+        for name, info in models.items():
+            versions = ", ".join(map(str, info["versions"]))
+            print(f"model {name}: versions {versions}; serving {info['serving'] or 'none (failed to load)'}")
+        if not models:
+            print(f"no exports under {args.model_root} yet; new ones are picked up as they are written")
+        print(f"listening on {server.url} (Ctrl-C stops)", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         print("dlsuite: stopped serving.", file=sys.stderr)
     finally:
-        server.close()
+        if server is not None:
+            server.close()
     return 0
 
 

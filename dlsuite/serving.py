@@ -144,10 +144,13 @@ class ModelRepository:
         except FileNotFoundError:
             models = []
         for model in models:
-            versions = sorted(
-                int(v.name) for v in os.scandir(model.path)
-                if v.name.isdigit() and os.path.isfile(os.path.join(v.path, "saved_model.pb"))
-            )
+            try:
+                versions = sorted(
+                    int(v.name) for v in os.scandir(model.path)
+                    if v.name.isdigit() and os.path.isfile(os.path.join(v.path, "saved_model.pb"))
+                )
+            except OSError:  # removed or unreadable while we looked: as if absent
+                continue
             if versions:
                 found[model.name] = versions
         return found
@@ -155,8 +158,10 @@ class ModelRepository:
     def refresh(self) -> None:
         """Scan the root, load each model's newest version if it is new, and serve it once loaded.
 
-        Versions that left the disk are dropped; a version that fails to load is recorded
-        (its status says why) and the model goes on serving the version it served.
+        The version that served before is unloaded (a request naming it loads it again), so
+        memory holds one version per model however many exports accumulate. Versions that
+        left the disk are dropped; a version that fails to load is recorded (its status says
+        why) and the model goes on serving the version it served.
         """
         found = self.scan()
         with self._lock:
@@ -176,10 +181,12 @@ class ModelRepository:
                 except RequestError:
                     continue
                 with self._lock:
-                    if self._serving.get(name, -1) < version:
-                        if name in self._serving:
-                            log.info("now serving %s version %d", name, version)
+                    previous = self._serving.get(name)
+                    if previous is None or previous < version:
                         self._serving[name] = version
+                        if previous is not None:
+                            self._loaded.pop((name, previous), None)  # requests under way keep their reference
+                            log.info("now serving %s version %d (was %d)", name, version, previous)
                 break
 
     def start_polling(self) -> None:
