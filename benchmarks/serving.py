@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -136,7 +137,7 @@ class Server:
         raise SystemExit(f"dlsuite serve ended with status {self.proc.wait()} before it listened")
 
     def stop(self) -> None:
-        self.proc.send_signal(2)  # SIGINT: what Ctrl-C sends
+        self.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -341,7 +341,7 @@ def predict(servable: Servable, body: Any) -> dict[str, Any]:
         outputs = servable.functions[signature](**tensors)
     except tf.errors.InvalidArgumentError as e:
         raise RequestError(400, f"the model rejected the input: {_op_error_text(e)}") from e
-    arrays = {name: value.numpy() for name, value in outputs.items()}
+    arrays = {name: outputs[name].numpy() for name in sorted(outputs)}
     if row_form:
         return {"predictions": _rows(arrays)}
     values = {name: to_json(value, name) for name, value in arrays.items()}
