@@ -305,7 +305,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         models = server.repository.models()
         for name, info in models.items():
             versions = ", ".join(map(str, info["versions"]))
-            print(f"model {name}: versions {versions}; serving {info['serving'] or 'none (failed to load)'}")
+            serving = "none (failed to load)" if info["serving"] is None else info["serving"]
+            print(f"model {name}: versions {versions}; serving {serving}")
         if not models:
             print(f"no exports under {args.model_root} yet; new ones are picked up as they are written")
         print(f"listening on {server.url} (Ctrl-C stops)", flush=True)

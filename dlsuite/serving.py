@@ -661,12 +661,12 @@ class ModelServer:
             raise DlsuiteError(f"model root {model_root} is not a folder; pass --model-root with the folder holding "
                                "<task>/<version>/ exports (dlsuite run writes them to saved_models/).")
         self.repository = ModelRepository(model_root, poll_seconds)
-        self.repository.refresh()
-        try:
+        try:  # bound before the models load, so a port in use is reported at once
             self._http = _HTTPServer((host, port), self.repository, max_body_bytes)
         except OSError as e:
             raise DlsuiteError(f"cannot listen on {host}:{port}: {e.strerror}. Pass another --port "
                                "(or --host).") from e
+        self.repository.refresh()
         self._thread: threading.Thread | None = None
 
     @property

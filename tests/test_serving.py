@@ -170,6 +170,18 @@ def test_new_version_is_served_without_restart_and_the_old_stays_callable(task_r
         assert newest[0] == old[0] == 200
         assert newest[1] == old[1]  # the same weights under two version numbers
 
+        # A version that does not load is reported, and the one before it goes on serving.
+        broken = root / "anomaly" / ".tmp-broken"
+        broken.mkdir()
+        (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+        os.rename(broken, root / "anomaly" / "3")
+        while request(server, "GET", "/v1/models/anomaly/versions/3")[1]["model_version_status"][0]["state"] != "END":
+            assert time.monotonic() < deadline, "the broken version 3 was not reported"
+            time.sleep(0.1)
+        assert request(server, "POST", "/v1/models/anomaly:predict", {"instances": window}) == newest
+        status, answer = request(server, "POST", "/v1/models/anomaly/versions/3:predict", {"instances": window})
+        assert status == 503 and "version 3 of model 'anomaly' failed to load" in answer["error"]
+
 
 def _fraud_row(model_root) -> dict:
     specs = tf.saved_model.load(str(model_root / "fraud" / "1")).signatures["serving_default"].structured_input_signature[1]
