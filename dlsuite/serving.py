@@ -42,6 +42,7 @@ from dlsuite.errors import DlsuiteError
 log = logging.getLogger("dlsuite.serving")
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # a batch of a few hundred camera photos as base64
+DRAIN_FACTOR = 4  # a body over the limit but under this many times it is read and dropped before the 413
 POLL_SECONDS = 1.0
 SOCKET_TIMEOUT_SECONDS = 60  # a client that stops sending mid-request frees its thread after this
 DEFAULT_SIGNATURE = "serving_default"
@@ -599,11 +600,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             raise RequestError(400, f"bad Content-Length {length!r}.")
         size = int(length)
-        if size > self.server.max_body_bytes:
-            self.close_connection = True  # the unread body must not be taken for the next request
-            raise RequestError(413, f"request body of {size} bytes is over the limit of {self.server.max_body_bytes} "
-                               "bytes; send fewer instances per request.")
+        limit = self.server.max_body_bytes
+        if size > limit:
+            # Read and drop a body up to a few times the limit: a client still sending would
+            # otherwise meet a closed socket instead of the answer. A larger one ends the connection.
+            if size <= DRAIN_FACTOR * limit:
+                self._discard(size)
+            else:
+                self.close_connection = True
+            raise RequestError(413, f"request body of {size} bytes is over the limit of {limit} bytes; "
+                               "send fewer instances per request.")
         return self.rfile.read(size)
+
+    def _discard(self, size: int) -> None:
+        while size > 0:
+            chunk = self.rfile.read(min(size, 1 << 20))
+            if not chunk:
+                self.close_connection = True
+                return
+            size -= len(chunk)
 
     def _send(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
         data = json.dumps(payload, allow_nan=True).encode("utf-8")

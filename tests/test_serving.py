@@ -228,6 +228,15 @@ def test_bad_requests_get_a_4xx_that_says_why_and_the_server_keeps_serving(serve
         status, answer = request(server, "POST", "/v1/models/sentiment:predict", {"instances": TEXTS}, conn=conn)
         assert status == 200 and len(answer["predictions"]) == 3
 
+    # A body far over the limit is not read at all: the answer comes after the headers alone.
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=60)
+    conn.putrequest("POST", "/v1/models/sentiment:predict")
+    conn.putheader("Content-Length", str(10**10))
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 413 and response.getheader("Connection") == "close"
+    assert "10000000000 bytes is over the limit" in json.loads(response.read())["error"]
+
     # A body without Content-Length (chunked) is refused, not waited for.
     conn = http.client.HTTPConnection(server.host, server.port, timeout=60)
     conn.request("POST", "/v1/models/sentiment:predict", body=iter([b'{"instances": ["a"]}']),
