@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import socket
 import threading
 import urllib.parse
 from pathlib import Path
@@ -43,6 +44,7 @@ log = logging.getLogger("dlsuite.serving")
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # a batch of a few hundred camera photos as base64
 DRAIN_FACTOR = 4  # a body over the limit but under this many times it is read and dropped before the 413
+LINGER_SECONDS = 2.0  # after an answer that ends the connection, how long the client's unread bytes are drained
 POLL_SECONDS = 1.0
 SOCKET_TIMEOUT_SECONDS = 60  # a client that stops sending mid-request frees its thread after this
 DEFAULT_SIGNATURE = "serving_default"
@@ -594,10 +596,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _read_body(self) -> bytes:
         length = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked" or length is None:
-            self.close_connection = True
+            self._close_after_answer()
             raise RequestError(411, "send the body with a Content-Length header (chunked bodies are not read).")
         if not length.isdigit():
-            self.close_connection = True
+            self._close_after_answer()
             raise RequestError(400, f"bad Content-Length {length!r}.")
         size = int(length)
         limit = self.server.max_body_bytes
@@ -607,10 +609,36 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if size <= DRAIN_FACTOR * limit:
                 self._discard(size)
             else:
-                self.close_connection = True
+                self._close_after_answer()
             raise RequestError(413, f"request body of {size} bytes is over the limit of {limit} bytes; "
                                "send fewer instances per request.")
         return self.rfile.read(size)
+
+    def _close_after_answer(self) -> None:
+        """End the connection after this answer, though the client may still be sending a body."""
+        self.close_connection = True
+        self._linger = True
+
+    def finish(self) -> None:
+        """After the answer, drain what the client still sends before the socket closes.
+
+        Closing a socket with unread bytes makes the kernel send a reset, and a client still
+        writing its body would get a broken pipe instead of the answer (a lingering close).
+        """
+        super().finish()
+        if not getattr(self, "_linger", False):
+            return
+        try:
+            self.connection.shutdown(socket.SHUT_WR)  # the answer is complete
+            self.connection.settimeout(LINGER_SECONDS)
+            drained = 0
+            while drained <= DRAIN_FACTOR * self.server.max_body_bytes:
+                chunk = self.connection.recv(1 << 16)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except OSError:
+            pass
 
     def _discard(self, size: int) -> None:
         while size > 0:
@@ -635,7 +663,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own errors (a bad request line, an unknown method) as JSON too."""
-        self.close_connection = True
+        self._close_after_answer()
         try:
             reason = http.HTTPStatus(code).phrase
         except ValueError:
