@@ -31,7 +31,7 @@ import socket
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -538,11 +538,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._answer(self._post)
 
     def do_PUT(self) -> None:  # noqa: N802
+        self._close_after_answer()  # its body, if any, is not read
         self._send(405, {"error": "use GET for status and metadata, POST for :predict."}, {"Allow": "GET, POST"})
 
     do_DELETE = do_PATCH = do_PUT
 
-    def _answer(self, route) -> None:
+    def _answer(self, route: Callable[[], dict[str, Any]]) -> None:
         try:
             self._send(200, route())
         except RequestError as e:
