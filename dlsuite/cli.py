@@ -1,4 +1,4 @@
-"""The ``dlsuite`` command: run, list, evaluate, predict, export, fetch."""
+"""The ``dlsuite`` command: run, list, evaluate, predict, export, fetch, serve."""
 
 from __future__ import annotations
 
@@ -94,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--export-root", help="export root (default: the run's export.root)")
     ex.add_argument("--format", choices=["savedmodel", "tflite"], default="savedmodel",
                     help="savedmodel (default) or tflite: the SavedModel version with model.tflite inside")
+
+    sv = sub.add_parser(
+        "serve", help="serve every export under a model root over HTTP, in TF Serving's REST shape",
+        description="Serve <model root>/<task>/<version>/ exports with TensorFlow Serving's REST API: "
+        "GET /v1/models/<task>[/metadata], POST /v1/models/<task>[/versions/<n>]:predict. The newest version "
+        "is served and new versions are picked up without restart. Ctrl-C stops.",
+    )
+    sv.add_argument("--model-root", default="saved_models", metavar="DIR", help="export root (default: saved_models)")
+    sv.add_argument("--port", type=int, default=8501, help="TCP port (default: 8501, TF Serving's REST port; 0: any free)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     return parser
 
 
@@ -330,9 +340,38 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from dlsuite import serving
+
+    # SIGTERM (a service manager's stop) ends it as Ctrl-C does; SIGINT too when a shell started
+    # it in the background, which leaves SIGINT ignored.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.default_int_handler)
+    server = None
+    try:
+        server = serving.ModelServer(args.model_root, args.host, args.port)
+        models = server.repository.models()
+        for name, info in models.items():
+            versions = ", ".join(map(str, info["versions"]))
+            serving = "none (failed to load)" if info["serving"] is None else info["serving"]
+            print(f"model {name}: versions {versions}; serving {serving}")
+        if not models:
+            print(f"no exports under {args.model_root} yet; new ones are picked up as they are written")
+        print(f"listening on {server.url} (Ctrl-C stops)", flush=True)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("dlsuite: stopped serving.", file=sys.stderr)
+    finally:
+        if server is not None:
+            server.close()
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run, "list": cmd_list, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export,
-    "fetch": cmd_fetch,
+    "fetch": cmd_fetch, "serve": cmd_serve,
 }
 
 

@@ -1,7 +1,8 @@
 """One export function for every task: versioned, atomic SavedModels for TF Serving.
 
-Layout: ``<root>/<task>/<version>/`` with ``saved_model.pb``, ``variables/`` and
-``assets.extra/dlsuite_metadata.json`` (labels, input spec, metrics, versions).
+Layout: ``<root>/<task>/<version>/`` with ``saved_model.pb``, ``variables/``,
+``assets.extra/dlsuite_metadata.json`` (labels, input spec, metrics, versions) and
+``README.md`` (the model card, :mod:`dlsuite.model_card`).
 A version is written to a hidden temporary directory beside its final place
 and renamed into place when complete, so a crash never leaves half a version
 and an existing version is never overwritten.
@@ -28,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 import dlsuite
-from dlsuite import distribute
+from dlsuite import distribute, model_card
 from dlsuite.errors import DlsuiteError
 
 METADATA_PATH = os.path.join("assets.extra", "dlsuite_metadata.json")
@@ -84,6 +85,7 @@ def export(
             json.dump(full, f, indent=2)
         if prepare is not None:
             prepare(tmp)
+        model_card.write(tmp, load_metadata(tmp), task.summary)  # after prepare: its additions included
         return str(_rename_into_next_version(tmp, task_root))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -27,7 +30,7 @@ FAST = ["architecture=mlp", "train.epochs=4", "train.early_stopping_patience=4"]
 # the workers in collection order, and a long file started last leaves the other worker idle.
 LONGEST_FIRST = (
     "test_architectures_standard.py", "test_architectures_mirrored.py", "test_speech.py", "test_bert.py",
-    "test_accuracy.py", "test_sentiment.py", "test_fraud.py",
+    "test_accuracy.py", "test_sklearn_checks.py", "test_sentiment.py", "test_fraud.py",
 )
 
 
@@ -65,24 +68,43 @@ def digits_run(tmp_path_factory):
     return runner.run(task, cfg, work / "run")
 
 
+@dataclasses.dataclass(frozen=True)
+class FinishedRun:
+    """What tests read of a finished run (see :class:`dlsuite.tasks.runner.RunResult`)."""
+
+    run_dir: str
+    export_dir: str
+    metrics: dict
+
+
 @pytest.fixture(scope="session")
-def task_run(tmp_path_factory):
-    """A function ``task_run(name)``: one finished fast run of task ``name`` with its export, made once.
+def task_run(tmp_path_factory, worker_id):
+    """A function ``task_run(name)``: one finished fast run of task ``name`` with its export.
 
     Shared by read-only tests of what every task's export does (serving, batch prediction, TFLite).
-    Each task trains its default network (image classification: the mlp) for three epochs.
+    Each task trains its default network (image classification: the mlp) for three epochs, once per
+    pytest session: xdist workers share the runs through a folder of this session, under a lock.
     """
     from dlsuite.tasks import runner
 
-    done: dict[str, object] = {}
+    base = tmp_path_factory.getbasetemp()
+    shared = (base if worker_id == "master" else base.parent) / "task_runs"
+    shared.mkdir(exist_ok=True)
 
-    def make(name: str):
-        if name not in done:
-            work = tmp_path_factory.mktemp(f"{name}_run")
-            network = ["architecture=mlp"] if name == "image_classification" else []  # its cnn takes 30 s
-            overrides = network + ["train.epochs=3", "train.early_stopping_patience=3", f"export.root={work / 'saved_models'}"]
-            task, cfg = runner.resolve_config(name, overrides=overrides)
-            done[name] = runner.run(task, cfg, work / "run")
-        return done[name]
+    def make(name: str) -> FinishedRun:
+        work = shared / name
+        with open(shared / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be training it; wait for its result
+            done = work / "finished.json"
+            if not done.exists():
+                network = ["architecture=mlp"] if name == "image_classification" else []  # its cnn takes 30 s
+                overrides = network + [
+                    "train.epochs=3", "train.early_stopping_patience=3", f"export.root={work / 'saved_models'}"
+                ]
+                task, cfg = runner.resolve_config(name, overrides=overrides)
+                result = runner.run(task, cfg, work / "run")
+                finished = FinishedRun(result.run_dir, result.export_dir, result.metrics)
+                done.write_text(json.dumps(dataclasses.asdict(finished)))
+            return FinishedRun(**json.loads(done.read_text()))
 
     return make
