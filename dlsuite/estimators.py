@@ -59,8 +59,8 @@ class TaskEstimator(BaseEstimator):
         from dlsuite.tasks import runner
 
         strategy = runner.make_strategy(cfg)
-        with tempfile.TemporaryDirectory(prefix="dlsuite-fit-") as work:
-            return runner.fit(task, cfg, splits, Path(work), strategy)
+        with tempfile.TemporaryDirectory(prefix="dlsuite-fit-") as work:  # gone after fit: nothing to resume from
+            return runner.fit(task, cfg, splits, Path(work), strategy, resumable=False)
 
 
 class ClassifierEstimator(ClassifierMixin, TaskEstimator):

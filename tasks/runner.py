@@ -148,14 +148,24 @@ def _worker_dir(cfg: Mapping[str, Any], run_dir: str | os.PathLike | None, worke
     return Path(tempfile.mkdtemp(prefix=f"dlsuite-{cfg['task']}-{worker}-"))
 
 
-def training_callbacks(run_dir: Path, cfg: Mapping[str, Any]) -> list[keras.callbacks.Callback]:
+def training_callbacks(run_dir: Path, cfg: Mapping[str, Any], resumable: bool = True) -> list[keras.callbacks.Callback]:
+    """Best-weights checkpoint and early stopping; with ``resumable``, also a backup, history and logs.
+
+    Args:
+        run_dir: the run's folder.
+        cfg: the run's configuration.
+        resumable: write what a killed run resumes from (backup, ``history.csv``) and TensorBoard
+            logs; not for a folder that is thrown away after training (an estimator's ``fit``).
+    """
     history = reporting.read_history(run_dir / HISTORY_CSV)
     best_so_far = min(history["val_loss"]) if history.get("val_loss") else None
-    return [
+    record = [
         # Backup first: an epoch shown in history.csv is always one the backup holds. A kill or a
         # full disk while the backup is being written leaves a truncated file; the double
         # checkpoint keeps the one before it, which compat.BackupAndRestore falls back to on resume.
         compat.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True),
+    ] if resumable else []
+    return record + [
         keras.callbacks.ModelCheckpoint(
             str(run_dir / BEST_WEIGHTS),
             monitor="val_loss",
@@ -164,9 +174,10 @@ def training_callbacks(run_dir: Path, cfg: Mapping[str, Any]) -> list[keras.call
             initial_value_threshold=best_so_far,
         ),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["train"]["early_stopping_patience"]),
+    ] + ([
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
-    ]
+    ] if resumable else [])
 
 
 @contextlib.contextmanager
@@ -196,8 +207,17 @@ def fit(
     splits: Splits,
     run_dir: Path,
     strategy: tf.distribute.Strategy,
+    resumable: bool = True,
 ) -> keras.Model:
     """Adapt preprocessing, build and train the network, and return the inference model.
+
+    Args:
+        task: the task.
+        cfg: a resolved configuration.
+        splits: the data.
+        run_dir: where the checkpoints (and, when ``resumable``, backup, history and logs) go.
+        strategy: the distribution strategy.
+        resumable: see :func:`training_callbacks`.
 
     Returns:
         A ``keras.Model`` from raw features to network outputs (preprocessing
@@ -276,7 +296,7 @@ def fit(
             shuffle=False,  # the pipeline shuffles
             steps_per_epoch=train_steps if endless else None,
             validation_steps=val_steps if endless else None,
-            callbacks=training_callbacks(run_dir, cfg),
+            callbacks=training_callbacks(run_dir, cfg, resumable),
             verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
             **task.fit_options(splits, cfg),
         )
