@@ -140,6 +140,7 @@ def build_auto(
     *,
     output_activation: str | None = None,
     detectors: Sequence[str] = CANDIDATES,
+    ensemble_members: int = 8,
 ) -> DetectorPanel:
     """Builds a panel of detectors, each with its default hyperparameters.
 
@@ -148,6 +149,7 @@ def build_auto(
         num_outputs: passed on to each detector's builder (they ignore it).
         output_activation: ignored.
         detectors: registered tabular detector names (``autoencoder`` is its dense variant).
+        ensemble_members: autoencoders in the ``ae_ensemble`` detector.
 
     Returns:
         An uncompiled :class:`DetectorPanel` named ``"auto"``.
@@ -160,4 +162,7 @@ def build_auto(
             f"auto detectors must be distinct names from {', '.join(CANDIDATES)}, got {names}; "
             "set them with --set 'model.detectors=[...]'."
         )
-    return DetectorPanel([build(n, input_spec, num_outputs, None) for n in names], name="auto")
+    extra = {"ae_ensemble": {"members": ensemble_members}}
+    return DetectorPanel(
+        [build(n, input_spec, num_outputs, None, **extra.get(n, {})) for n in names], name="auto"
+    )
