@@ -1,12 +1,15 @@
 """Anomaly detection: learn what normal rows or windows look like, score the unusual.
 
 A detector network (``autoencoder`` dense/lstm/variational, ``forecaster`` for series, ``som``,
-``rbm``) trains on normal data (semi-supervised, when labels say which rows are normal) or on
+``rbm``; for tables ``deep_svdd``, ``robust_autoencoder``, ``ae_ensemble`` and ``auto``, which
+trains those together and keeps one, see :meth:`Anomaly.select_detector`) trains on normal data (semi-supervised, when labels say which rows are normal) or on
 everything (unsupervised, assuming ``threshold.contamination`` of it is anomalous). Its
 ``anomaly_score`` (reconstruction error, prediction error, distance to the best-matching unit,
 free energy) is thresholded by one of
 ``dlsuite.thresholds.METHODS``; the threshold travels with the model and the export, whose
 ``serving_default`` takes raw rows (or raw windows) and returns ``score`` and ``is_anomaly``.
+With labels, the report sets the network beside scikit-learn's IsolationForest fitted on the
+same rows (``reference.isolation_forest``), a reference that is not part of the model.
 """
 
 from __future__ import annotations
@@ -500,6 +503,9 @@ class Anomaly(Task):
         labels = window_any(raw_labels)
         metrics = thresholds.detection_metrics(scores, labels if has_labels else None, threshold)
         metrics["num_test_examples"] = int(len(scores))
+        for key in ("selected_detector", "selection_rule", "selection_scores"):
+            if key in splits.metadata:
+                metrics[key] = splits.metadata[key]
         if "roc_auc" in metrics:
             reference = isolation_forest_reference(model, splits, features, labels)
             metrics["reference"] = {"isolation_forest": reference}

@@ -124,7 +124,7 @@ def test_auto_with_labels_keeps_the_best_validation_detector_and_exports_it(auto
     meta = splits.metadata
     assert meta["selection_rule"].startswith("validation ROC-AUC")
     figures = meta["selection_scores"]
-    assert meta["selected_detector"] == max(figures, key=figures.get)
+    assert meta["selected_detector"] == max(figures, key=figures.get) == result.metrics["selected_detector"]
     assert set(figures) == {"robust_autoencoder", "ae_ensemble", "deep_svdd", "autoencoder"}
     panel = score_layer(result.model).detector
     assert panel.selected_name == meta["selected_detector"]
