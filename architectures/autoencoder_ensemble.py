@@ -130,7 +130,11 @@ class AutoencoderEnsemble(CustomStepModel):
         return ops.median(self(x, training=False), axis=1)
 
     def bootstrap_weights(self, x: Any) -> Any:
-        """Per row and member, a Poisson(1) weight that depends only on the row's values, ``[batch, members]``."""
+        """Per row and member, a Poisson(1) weight that depends only on the row's values.
+
+        Returns:
+            float32 tensor ``[batch, members]``.
+        """
         mixed = ops.matmul(ops.cast(x, "float32"), self.hash_projection)
         uniform = ops.abs(ops.sin(mixed * 12.9898 + 78.233) * 43758.5453) % 1.0
         return ops.sum(ops.stack([ops.cast(uniform > c, "float32") for c in POISSON_CDF], axis=0), axis=0)
@@ -235,7 +239,9 @@ def build_ae_ensemble(
     """
     del num_outputs, output_activation
     width = row_width("ae_ensemble", input_spec)
-    hidden_units = check_settings("ae_ensemble", hidden_units, latent_dim, noise_stddev, huber_delta, momentum)
+    hidden_units = check_settings(
+        "ae_ensemble", hidden_units, latent_dim, noise_stddev, huber_delta, momentum
+    )
     if int(members) < 1:
         raise DlsuiteError(f"ae_ensemble members must be at least 1, got {members}.")
     subsets = feature_subsets(width, int(members), int(seed))

@@ -65,10 +65,12 @@ class DeepSVDD(CustomStepModel):
         self.eps = float(eps)
         dims = int(network.output_shape[-1])
         self.centre = self.add_weight(
-            shape=(dims,), initializer="zeros", trainable=False, aggregation="only_first_replica", name="centre"
+            shape=(dims,), initializer="zeros", trainable=False, aggregation="only_first_replica",
+            name="centre",
         )
         self.centre_set = self.add_weight(
-            shape=(), initializer="zeros", trainable=False, aggregation="only_first_replica", name="centre_set"
+            shape=(), initializer="zeros", trainable=False, aggregation="only_first_replica",
+            name="centre_set",
         )
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.built = True
@@ -168,7 +170,9 @@ def bias_free_network(
     for i, units in enumerate(hidden_units, start=1):
         x = layers.Dense(units, use_bias=False, kernel_regularizer=regularizer, name=f"dense{i}")(x)
         x = layers.LeakyReLU(negative_slope=0.1, name=f"leaky_relu{i}")(x)
-    outputs = layers.Dense(rep_dim, use_bias=False, kernel_regularizer=regularizer, dtype="float32", name="features")(x)
+    outputs = layers.Dense(
+        rep_dim, use_bias=False, kernel_regularizer=regularizer, dtype="float32", name="features"
+    )(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -204,7 +208,9 @@ def build_deep_svdd(
     """
     del num_outputs, output_activation
     if len(input_spec.shape) != 1 or input_spec.shape[0] is None:
-        raise DlsuiteError(f"deep_svdd takes rows of a fixed number of features, got shape {input_spec.shape}.")
+        raise DlsuiteError(
+            f"deep_svdd takes rows of a fixed number of features, got shape {input_spec.shape}."
+        )
     if isinstance(hidden_units, int):
         hidden_units = (hidden_units,)
     hidden_units = tuple(int(u) for u in hidden_units)

@@ -66,7 +66,9 @@ class DetectorPanel(CustomStepModel):
     def select(self, name: str) -> None:
         """Score with the detector called ``name`` from now on."""
         if name not in self.detector_names:
-            raise DlsuiteError(f"no detector {name!r} in this panel; it holds {', '.join(self.detector_names)}.")
+            raise DlsuiteError(
+                f"no detector {name!r} in this panel; it holds {', '.join(self.detector_names)}."
+            )
         self.selected.assign(self.detector_names.index(name))
 
     def call(self, inputs: Any, training: bool = False) -> Any:

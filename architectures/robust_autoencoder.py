@@ -231,7 +231,9 @@ def build_robust_autoencoder(
     """
     del num_outputs, output_activation
     width = row_width("robust_autoencoder", input_spec)
-    hidden_units = check_settings("robust_autoencoder", hidden_units, latent_dim, noise_stddev, huber_delta, momentum)
+    hidden_units = check_settings(
+        "robust_autoencoder", hidden_units, latent_dim, noise_stddev, huber_delta, momentum
+    )
     encoder, decoder = _dense_networks(
         (width,),
         latent_dim=int(latent_dim),

@@ -66,7 +66,9 @@ BASELINES = ("IsolationForest", "LocalOutlierFactor", "PCA")
 log = logging.getLogger("bench")
 
 
-def downsampled(X: np.ndarray, is_outlier: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def downsampled(
+    X: np.ndarray, is_outlier: np.ndarray, share: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Every normal row and a random sample of the outliers making up ``share`` of the result."""
     rng = np.random.default_rng(seed)
     normal, outliers = np.flatnonzero(~is_outlier), np.flatnonzero(is_outlier)
@@ -102,7 +104,9 @@ def claims_table(folder: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     return df, labels, df["Year"].to_numpy()
 
 
-def make_splits(df: pd.DataFrame, labels: np.ndarray, seed: int, source: str, years: np.ndarray | None = None):
+def make_splits(
+    df: pd.DataFrame, labels: np.ndarray, seed: int, source: str, years: np.ndarray | None = None
+) -> tuple[Any, Any, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Cleaned rows -> Splits for the unsupervised protocol (labels kept for scoring only)."""
     from dlsuite.data import anomaly_data, tables
     from dlsuite.data.splits import split_indices
@@ -117,7 +121,8 @@ def make_splits(df: pd.DataFrame, labels: np.ndarray, seed: int, source: str, ye
     else:
         parts = tuple(split_indices(labels, VAL_FRACTION, TEST_FRACTION, seed))
     splits = anomaly_data.table_splits(
-        clean, labels, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION, seed=seed, source=source, parts=parts
+        clean, labels, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION, seed=seed, source=source,
+        parts=parts,
     )
     splits.metadata["has_labels"] = False  # unsupervised: no detector sees a label
     return splits, clean, parts
@@ -255,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         table_ranks = rank_table({table: means[table]})
         for method, v in sorted(per.items(), key=lambda kv: -np.mean(kv[1]["roc_auc"])):
             lines.append(
-                f"| {table} | {method} | {fmt(v['roc_auc'])} | {fmt(v['pr_auc'])} | {table_ranks[method]:.1f} "
+                f"| {table} | {method} | {fmt(v['roc_auc'])} | {fmt(v['pr_auc'])} "
+                f"| {table_ranks[method]:.1f} "
                 f"| {np.mean(v['seconds']):.1f} |"
             )
     lines += ["", "| method | mean rank over tables |", "|---|---|"]
@@ -266,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         best = min(dl, key=lambda d: ranks[d])
         verdict.append(
             f"Best dlsuite detector by mean rank: `{best}` ({ranks[best]:.2f}) vs IsolationForest "
-            f"({ranks['IsolationForest']:.2f}): {'met' if ranks[best] < ranks['IsolationForest'] else 'NOT met'}."
+            f"({ranks['IsolationForest']:.2f}): "
+            f"{'met' if ranks[best] < ranks['IsolationForest'] else 'NOT met'}."
         )
     if "auto" in dl:
         gaps = {t: means[t]["auto"] - means[t]["IsolationForest"] for t in means}
@@ -274,15 +281,19 @@ def main(argv: list[str] | None = None) -> int:
         verdict.append(
             f"`auto` minus IsolationForest mean ROC-AUC per table: "
             + ", ".join(f"{t} {g:+.3f}" for t, g in gaps.items())
-            + f"; worst {worst} {gaps[worst]:+.3f}: {'met' if gaps[worst] >= -0.02 else 'NOT met'} (bar: >= -0.02)."
+            + f"; worst {worst} {gaps[worst]:+.3f}: "
+            + f"{'met' if gaps[worst] >= -0.02 else 'NOT met'} (bar: >= -0.02)."
         )
         verdict.append(
-            "`auto` picked (per seed): " + "; ".join(f"{t}: {', '.join(s)}" for t, s in selections.items()) + "."
+            "`auto` picked (per seed): "
+            + "; ".join(f"{t}: {', '.join(s)}" for t, s in selections.items())
+            + "."
         )
     body = lines + [""] + verdict + notes
     print("\n".join(body))
     if args.write_results:
-        command = "python benchmarks/tabular_anomaly.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+        arguments = argv if argv is not None else sys.argv[1:]
+        command = "python benchmarks/tabular_anomaly.py " + shlex.join(arguments)
         text = common.section(
             NAME, "Tabular anomaly detection (real tables, unsupervised)", command.strip(),
             time.perf_counter() - started, (load_start, common.load_average()), body,

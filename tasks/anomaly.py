@@ -2,7 +2,8 @@
 
 A detector network (``autoencoder`` dense/lstm/variational, ``forecaster`` for series, ``som``,
 ``rbm``; for tables ``deep_svdd``, ``robust_autoencoder``, ``ae_ensemble`` and ``auto``, which
-trains those together and keeps one, see :meth:`Anomaly.select_detector`) trains on normal data (semi-supervised, when labels say which rows are normal) or on
+trains those together and keeps one, see :meth:`Anomaly.select_detector`) trains on normal
+data (semi-supervised, when labels say which rows are normal) or on
 everything (unsupervised, assuming ``threshold.contamination`` of it is anomalous). Its
 ``anomaly_score`` (reconstruction error, prediction error, distance to the best-matching unit,
 free energy) is thresholded by one of
@@ -465,7 +466,9 @@ class Anomaly(Task):
         panel: DetectorPanel = score_layer(model).detector
         preprocess = model.get_layer("preprocess")
 
-        def panel_scores(ds: tf.data.Dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def panel_scores(
+            ds: tf.data.Dataset, limit: int | None = None
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             rows, scores, labels = [], [], []
             for x, y in (ds.take(limit) if limit else ds).batch(STATS_BATCH):
                 features = preprocess(x)
@@ -484,7 +487,9 @@ class Anomaly(Task):
             forest = IsolationForest(random_state=int(cfg["seed"])).fit(rows)
             columns = np.column_stack([scores, -forest.score_samples(rows)])
             consensus = np.mean([rankdata(c) for c in columns.T], axis=0)
-            figures = [float(np.nan_to_num(spearmanr(scores[:, k], consensus)[0])) for k in range(scores.shape[1])]
+            figures = [
+                float(np.nan_to_num(spearmanr(scores[:, k], consensus)[0])) for k in range(scores.shape[1])
+            ]
         chosen = panel.detector_names[int(np.argmax(figures))]
         panel.select(chosen)
         splits.metadata["selected_detector"] = chosen

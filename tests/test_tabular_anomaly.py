@@ -81,7 +81,8 @@ def test_deep_svdd_has_no_bias_terms_and_a_centre_from_the_first_forward_pass():
     model.compile(optimizer="adam")
     model.fit(rows, epochs=1, batch_size=64, verbose=0)
     centre = model.centre.numpy()
-    # The mean of the untrained network's outputs, each coordinate at least eps away from 0; fixed by training.
+    # The mean of the untrained network's outputs, each coordinate at least eps away from 0;
+    # training leaves it where it is.
     expected = np.where(np.abs(initial) < model.eps, np.where(initial < 0, -model.eps, model.eps), initial)
     np.testing.assert_allclose(centre, expected, rtol=1e-5, atol=1e-6)
     model.fit(rows, epochs=1, batch_size=64, verbose=0)
@@ -167,7 +168,8 @@ def test_auto_without_labels_keeps_the_detector_closest_to_the_consensus(auto_ru
     features = [x for x, _ in splits.test.batch(1000)]
     labels = np.concatenate([y.numpy() for _, y in splits.test.batch(1000)])
     reference = isolation_forest_reference(result.model, splits, features, labels)
-    assert reference["fit_on"] == "all" and reference["train_examples"] == splits.metadata["num_examples"]["train"]
+    assert reference["fit_on"] == "all"
+    assert reference["train_examples"] == splits.metadata["num_examples"]["train"]
 
 
 def test_detectors_take_rows_only():
