@@ -26,3 +26,7 @@ from dlsuite.architectures import gan  # noqa: E402,F401
 from dlsuite.architectures import crnn  # noqa: E402,F401
 from dlsuite.architectures import bert  # noqa: E402,F401
 from dlsuite.architectures import forecaster  # noqa: E402,F401
+from dlsuite.architectures import deep_svdd  # noqa: E402,F401
+from dlsuite.architectures import robust_autoencoder  # noqa: E402,F401
+from dlsuite.architectures import autoencoder_ensemble  # noqa: E402,F401
+from dlsuite.architectures import detector_panel  # noqa: E402,F401

@@ -137,6 +137,17 @@ class Autoencoder(CustomStepModel):
             losses["loss"] = losses["loss"] + ops.sum(self.losses)
         return losses
 
+    def detector_loss(self, x: Any) -> Any:
+        """The training objective on one batch (what ``train_step`` minimizes)."""
+        return self._objective(x, training=True)["loss"]
+
+    def validation_loss(self, x: Any) -> Any:
+        """The objective on held-out rows, in inference mode."""
+        return self._objective(x, training=False)["loss"]
+
+    def update_statistics(self, x: Any) -> None:
+        """Nothing to track after a step."""
+
     def _log(self, losses: dict[str, Any], batch_size: Any) -> dict[str, Any]:
         self.loss_tracker.update_state(losses["loss"], sample_weight=batch_size)
         self.reconstruction_tracker.update_state(losses["reconstruction_loss"], sample_weight=batch_size)

@@ -61,8 +61,12 @@ def table_splits(
     test_fraction: float,
     seed: int,
     source: str,
+    parts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Splits:
-    """Rows -> seeded train/val/test splits (stratified by label when there are labels)."""
+    """Rows -> seeded train/val/test splits (stratified by label when there are labels).
+
+    ``parts`` gives the train, validation and test row indices instead (a time-ordered split).
+    """
     rows = len(clean.numeric)
     if rows < MIN_EXAMPLES:
         raise DlsuiteError(
@@ -74,7 +78,8 @@ def table_splits(
         raise DlsuiteError(f"{source}: {rows} feature rows but {len(y)} labels; they must match.")
     numeric = clean.numeric.astype(np.float32)
     categorical = clean.categorical.astype(str) if clean.categorical_columns else None
-    parts = split_indices(y, val_fraction, test_fraction, seed)
+    if parts is None:
+        parts = split_indices(y, val_fraction, test_fraction, seed)
 
     def subset(idx: np.ndarray) -> tf.data.Dataset:
         x: Any = (

@@ -381,7 +381,8 @@ class AnomalyDetector(OutlierMixin, TaskEstimator):
     ``decision_scores_`` holds those scores (higher = more unusual).
 
     Args:
-        architecture: a detector family: ``autoencoder``, ``som`` or ``rbm``.
+        architecture: a detector family: ``autoencoder``, ``som``, ``rbm``, ``forecaster`` (windows), or for
+            rows ``deep_svdd``, ``robust_autoencoder``, ``ae_ensemble`` or ``auto`` (label-free choice).
         hparams: its hyperparameters (``{"variant": "lstm"}``; ``dlsuite list architectures``).
         contamination: expected share of anomalies in the training data, in (0, 0.5].
         epochs: maximum training epochs (early stopping on a validation part).

@@ -1,12 +1,16 @@
 """Anomaly detection: learn what normal rows or windows look like, score the unusual.
 
 A detector network (``autoencoder`` dense/lstm/variational, ``forecaster`` for series, ``som``,
-``rbm``) trains on normal data (semi-supervised, when labels say which rows are normal) or on
+``rbm``; for tables ``deep_svdd``, ``robust_autoencoder``, ``ae_ensemble`` and ``auto``, which
+trains those together and keeps one, see :meth:`Anomaly.select_detector`) trains on normal
+data (semi-supervised, when labels say which rows are normal) or on
 everything (unsupervised, assuming ``threshold.contamination`` of it is anomalous). Its
 ``anomaly_score`` (reconstruction error, prediction error, distance to the best-matching unit,
 free energy) is thresholded by one of
 ``dlsuite.thresholds.METHODS``; the threshold travels with the model and the export, whose
 ``serving_default`` takes raw rows (or raw windows) and returns ``score`` and ``is_anomaly``.
+With labels, the report sets the network beside scikit-learn's IsolationForest fitted on the
+same rows (``reference.isolation_forest``), a reference that is not part of the model.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dlsuite import reporting, thresholds
 from dlsuite.architectures import InputSpec
 from dlsuite.architectures import build as build_architecture
 from dlsuite.architectures import get as get_architecture
+from dlsuite.architectures.detector_panel import DetectorPanel
 from dlsuite.data import anomaly_data, tables, timeseries
 from dlsuite.data.splits import Splits
 from dlsuite.errors import DlsuiteError
@@ -36,21 +41,47 @@ log = logging.getLogger("dlsuite")
 
 SCORE_LAYER = "anomaly_score"
 TRAIN_ON = ("auto", "normal", "all")
+SCALING = ("auto", "standard", "robust")
+# Detectors written for real tables, fed median/IQR-scaled rows under data.scaling=auto.
+ROBUST_SCALED = ("auto", "robust_autoencoder", "ae_ensemble", "deep_svdd")
+SELECTION_ROWS = 5000  # training rows the label-free selection of ``auto`` reads, at most
 STATS_BATCH = 1024
+IQR_TO_STD = 1.349  # the interquartile range of a normal distribution, in standard deviations
+
+
+def robust_centre_spread(values: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature median and interquartile range / 1.349 (in standard-deviation units), ignoring NaN.
+
+    A feature whose interquartile range is 0 (mostly one value: a sparse or binary column)
+    falls back to its standard deviation, so its rare other values are not blown up without bound.
+
+    Args:
+        values: ``[..., F]`` training values (NaN = missing).
+        where: names the data in errors.
+
+    Returns:
+        ``(centre, spread)``, each ``[F]``; a spread of 0 means a constant feature.
+    """
+    flat = np.asarray(values, np.float64).reshape(-1, values.shape[-1])
+    _, variance = tables.nan_mean_variance(flat, where)
+    low, centre, high = np.nanpercentile(flat, [25, 50, 75], axis=0)
+    spread = (high - low) / IQR_TO_STD
+    return centre, np.where(spread > 0, spread, np.sqrt(variance))
 
 
 @keras.saving.register_keras_serializable(package="dlsuite")
 class AnomalyPreprocessor(keras.layers.Layer):
     """Raw features -> detector input: standardize, impute, one-hot encode, optionally flatten.
 
-    Numbers are standardized with the training mean and standard deviation; a missing value
-    (NaN) becomes 0 after standardization, i.e. it is imputed with the training mean. Each
+    Numbers are standardized with a training centre and spread: the mean and standard deviation,
+    or under robust scaling the median and interquartile range / 1.349; a missing value (NaN)
+    becomes 0 after scaling, i.e. it is imputed with the training centre. Each
     categorical column is one-hot encoded over its training categories plus one slot for
     missing or unseen values.
 
     Args:
-        mean: per-feature (or per-channel) training mean.
-        std: per-feature training standard deviation (zeros are replaced by 1).
+        mean: per-feature (or per-channel) training centre (mean, or median when robust).
+        std: per-feature training spread (standard deviation, or IQR / 1.349; zeros become 1).
         vocabularies: training categories of each categorical column; when given, inputs are
             ``{"numeric": [batch, F], "categorical": [batch, C]}``.
         flatten: reshape ``[batch, T, F]`` windows to ``[batch, T * F]`` (detectors that take rows).
@@ -175,6 +206,54 @@ def stitch(windows: np.ndarray, stride: int) -> np.ndarray:
     return out
 
 
+def preprocessed_rows(model: keras.Model, batches: Sequence[Any]) -> np.ndarray:
+    """Raw feature batches through the model's own preprocessing layer, one flat row per example."""
+    preprocess = model.get_layer("preprocess")
+    rows = [np.asarray(preprocess(x)) for x in batches]
+    return np.concatenate([r.reshape(len(r), -1) for r in rows]) if rows else np.zeros((0, 0), np.float32)
+
+
+def isolation_forest_reference(
+    model: keras.Model, splits: Splits, test_batches: Sequence[Any], test_labels: np.ndarray
+) -> dict[str, Any]:
+    """scikit-learn's IsolationForest (default settings) on the run's own split, as a reference.
+
+    It fits on the rows the network learned from (the normal training rows under the
+    semi-supervised protocol, every training row otherwise), after the same preprocessing
+    (scaling, imputation, one-hot encoding; windows flattened), and scores the test rows.
+
+    Args:
+        model: the anomaly inference model (its ``preprocess`` layer is used).
+        splits: the run's splits; ``metadata["train_on"]`` and ``["seed"]`` are read.
+        test_batches: the raw test feature batches, in order.
+        test_labels: one label per test example.
+
+    Returns:
+        ``roc_auc``, ``pr_auc``, ``fit_on``, ``train_examples`` and a ``note`` saying what it is.
+    """
+    from sklearn.ensemble import IsolationForest
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    fit_on = splits.metadata.get("train_on", "normal" if splits.metadata["has_labels"] else "all")
+    features, labels = [], []
+    for x, y in splits.train.batch(STATS_BATCH):
+        features.append(x)
+        labels.append(window_any(y.numpy()))
+    train = preprocessed_rows(model, features)
+    if fit_on == "normal":
+        train = train[np.concatenate(labels) == 0]
+    forest = IsolationForest(random_state=int(splits.metadata.get("seed", 0))).fit(train)
+    scores = -forest.score_samples(preprocessed_rows(model, test_batches))
+    return {
+        "roc_auc": float(roc_auc_score(test_labels, scores)),
+        "pr_auc": float(average_precision_score(test_labels, scores)),
+        "fit_on": fit_on,
+        "train_examples": int(len(train)),
+        "note": "scikit-learn IsolationForest, default settings, on the same split and preprocessing; "
+        "a reference, not a dlsuite network",
+    }
+
+
 @register
 class Anomaly(Task):
     name = "anomaly"
@@ -182,7 +261,9 @@ class Anomaly(Task):
         "rows or time-series windows -> anomaly score + flag; detectors learn normal, threshold calibrated"
     )
     input_kind = "tabular"
-    architectures = ("autoencoder", "forecaster", "som", "rbm")
+    architectures = (
+        "autoencoder", "forecaster", "som", "rbm", "auto", "deep_svdd", "robust_autoencoder", "ae_ensemble"
+    )
     embedded_datasets = anomaly_data.EMBEDDED
     headline_metric = "roc_auc"
 
@@ -196,6 +277,7 @@ class Anomaly(Task):
                 "max_categories": 50,
                 "normal_class": None,
                 "train_on": "auto",
+                "scaling": "auto",
             },
             "threshold": {"method": "contamination", "contamination": 0.05, "target_fpr": 0.05},
             # The default autoencoder reaches test ROC-AUC > 0.99 on the embedded sensors within 12-20
@@ -204,7 +286,12 @@ class Anomaly(Task):
         }
 
     def choices(self) -> dict[str, Sequence[Any]]:
-        return {**super().choices(), "data.train_on": TRAIN_ON, "threshold.method": thresholds.METHODS}
+        return {
+            **super().choices(),
+            "data.train_on": TRAIN_ON,
+            "data.scaling": SCALING,
+            "threshold.method": thresholds.METHODS,
+        }
 
     # -- data ------------------------------------------------------------------------
     def load(self, cfg: Mapping[str, Any]) -> Splits:
@@ -240,14 +327,18 @@ class Anomaly(Task):
             else:
                 numeric.append(x.numpy())
         values = np.concatenate(numeric)
-        mean, variance = tables.nan_mean_variance(values, "the training split")
+        if self.robust_scaling(cfg):
+            centre, spread = robust_centre_spread(values, "the training split")
+        else:
+            centre, variance = tables.nan_mean_variance(values, "the training split")
+            spread = np.sqrt(variance)
         vocabularies = []
         if categorical:
             cats = np.concatenate(categorical)
             vocabularies = [sorted(v for v in np.unique(cats[:, j]) if v) for j in range(cats.shape[1])]
         series = splits.metadata["kind"] == "series"
         flatten = series and "sequence" not in get_architecture(cfg["architecture"]).input_kinds
-        layer = AnomalyPreprocessor(mean, np.sqrt(variance), vocabularies, flatten=flatten, name="preprocess")
+        layer = AnomalyPreprocessor(centre, spread, vocabularies, flatten=flatten, name="preprocess")
         shape = list(splits.metadata["input_shape"])
         if flatten:
             splits.metadata["network_input"] = {"kind": "tabular", "shape": [math.prod(shape)]}
@@ -256,6 +347,11 @@ class Anomaly(Task):
         else:
             splits.metadata["network_input"] = {"kind": "tabular", "shape": [layer.output_width()]}
         return layer
+
+    def robust_scaling(self, cfg: Mapping[str, Any]) -> bool:
+        """Whether features are scaled by median/IQR (``data.scaling``; ``auto``: for ``ROBUST_SCALED``)."""
+        scaling = cfg["data"]["scaling"]
+        return scaling == "robust" or (scaling == "auto" and cfg["architecture"] in ROBUST_SCALED)
 
     def network_input(self, splits: Splits) -> InputSpec:
         if "network_input" not in splits.metadata:
@@ -330,6 +426,8 @@ class Anomaly(Task):
         return np.concatenate(scores), np.concatenate(labels), features
 
     def calibrate(self, model: keras.Model, splits: Splits, cfg: Mapping[str, Any]) -> None:
+        if isinstance(score_layer(model).detector, DetectorPanel):
+            self.select_detector(model, splits, cfg)
         settings = cfg["threshold"]
         method = settings["method"]
         if method == "contamination":
@@ -345,9 +443,61 @@ class Anomaly(Task):
             else:
                 threshold = thresholds.f1_threshold(val_scores, val_labels)
         score_layer(model).threshold = threshold
+        splits.metadata["train_on"] = "normal" if self.semi_supervised(splits, cfg) else "all"
+        splits.metadata["seed"] = int(cfg["seed"])
         splits.metadata["threshold"] = threshold
         splits.metadata["threshold_method"] = method
         log.info("threshold (%s): %.6g", method, threshold)
+
+    def select_detector(self, model: keras.Model, splits: Splits, cfg: Mapping[str, Any]) -> None:
+        """``auto``: keep the panel's detector that the evidence favours (README, "Anomaly detection").
+
+        With labels on the validation split (both kinds present): the detector with the highest
+        validation ROC-AUC. Without: a label-free rule on the training rows the panel learned
+        from (at most ``SELECTION_ROWS``), model centrality (Ma et al., 2023): each detector's
+        and an IsolationForest's scores are turned into ranks, their mean is the consensus, and
+        the detector whose ranking agrees best with it (Spearman correlation) is kept. Ties go
+        to the earlier detector. The choice and every candidate's figure land in
+        ``splits.metadata`` (``selected_detector``, ``selection_rule``, ``selection_scores``).
+        """
+        from scipy.stats import rankdata, spearmanr
+        from sklearn.ensemble import IsolationForest
+        from sklearn.metrics import roc_auc_score
+
+        panel: DetectorPanel = score_layer(model).detector
+        preprocess = model.get_layer("preprocess")
+
+        def panel_scores(
+            ds: tf.data.Dataset, limit: int | None = None
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rows, scores, labels = [], [], []
+            for x, y in (ds.take(limit) if limit else ds).batch(STATS_BATCH):
+                features = preprocess(x)
+                rows.append(np.asarray(features).reshape(len(features), -1))
+                scores.append(np.asarray(panel(features)))
+                labels.append(window_any(y.numpy()))
+            return np.concatenate(rows), np.concatenate(scores), np.concatenate(labels)
+
+        _, val_scores, val_labels = panel_scores(splits.val)
+        if splits.metadata["has_labels"] and 0 < val_labels.sum() < len(val_labels):
+            rule = "validation ROC-AUC (labels)"
+            figures = [float(roc_auc_score(val_labels, val_scores[:, k])) for k in range(val_scores.shape[1])]
+        else:
+            rule = "label-free: Spearman agreement with the consensus rank on the training rows"
+            rows, scores, _ = panel_scores(self.training_examples(splits, cfg), SELECTION_ROWS)
+            forest = IsolationForest(random_state=int(cfg["seed"])).fit(rows)
+            columns = np.column_stack([scores, -forest.score_samples(rows)])
+            consensus = np.mean([rankdata(c) for c in columns.T], axis=0)
+            figures = [
+                float(np.nan_to_num(spearmanr(scores[:, k], consensus)[0])) for k in range(scores.shape[1])
+            ]
+        chosen = panel.detector_names[int(np.argmax(figures))]
+        panel.select(chosen)
+        splits.metadata["selected_detector"] = chosen
+        splits.metadata["selection_rule"] = rule
+        splits.metadata["selection_scores"] = dict(zip(panel.detector_names, figures))
+        log.info("auto: kept %s by %s (%s)", chosen, rule,
+                 ", ".join(f"{n} {v:.3f}" for n, v in zip(panel.detector_names, figures)))
 
     # -- evaluation ------------------------------------------------------------------
     def evaluate(self, model: keras.Model, splits: Splits, run_dir: str, batch_size: int) -> dict[str, Any]:
@@ -359,6 +509,17 @@ class Anomaly(Task):
         labels = window_any(raw_labels)
         metrics = thresholds.detection_metrics(scores, labels if has_labels else None, threshold)
         metrics["num_test_examples"] = int(len(scores))
+        for key in ("selected_detector", "selection_rule", "selection_scores"):
+            if key in splits.metadata:
+                metrics[key] = splits.metadata[key]
+        if "roc_auc" in metrics:
+            reference = isolation_forest_reference(model, splits, features, labels)
+            metrics["reference"] = {"isolation_forest": reference}
+            metrics["beats_isolation_forest"] = bool(metrics["roc_auc"] > reference["roc_auc"])
+            log.info(
+                "test ROC-AUC %.4f; reference IsolationForest (scikit-learn, same split) %.4f",
+                metrics["roc_auc"], reference["roc_auc"],
+            )
         reporting.plot_score_histogram(
             scores, labels if has_labels else None, threshold, os.path.join(run_dir, "score_histogram.png")
         )

@@ -147,6 +147,9 @@ HOOKS.setdefault("autoencoder", Hooks(loss_ratio=0.8))
 # The last step of a synthetic sequence is unit noise around its class's shift (or padding): the
 # forecast's error has that noise as its floor (observed 0.237 -> 0.172 in 4 epochs).
 HOOKS["forecaster"] = Hooks(loss_ratio=0.8)
+# Each ensemble member is its own graph to trace and compile: two members are enough for the standard.
+HOOKS["ae_ensemble"] = Hooks(hparams={"members": 2})
+HOOKS["auto"] = Hooks(hparams={"ensemble_members": 2})
 # One pretraining epoch, then fine-tuning: the default (2 epochs x 2 layers) pretrains for all 4 epochs.
 HOOKS["dbn"] = Hooks(hparams={"hidden_units": (16,), "pretrain_epochs": 1}, learning_rate=0.05)
 
