@@ -23,11 +23,10 @@ from typing import Any, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from dlsuite.architectures.autoencoder import _dense_networks
-from dlsuite.architectures.custom_steps import CustomStepModel, scale_for_replicas, split_batch
+from dlsuite.architectures.custom_steps import ObjectiveDetector
 from dlsuite.architectures.registry import InputSpec, register
 from dlsuite.architectures.robust_autoencoder import check_settings, floored, huber, row_width, track_scale
 from dlsuite.errors import DlsuiteError
@@ -45,7 +44,7 @@ def feature_subsets(width: int, members: int, seed: int) -> list[list[int]]:
 
 
 @keras.saving.register_keras_serializable(package="dlsuite")
-class AutoencoderEnsemble(CustomStepModel):
+class AutoencoderEnsemble(ObjectiveDetector):
     """Autoencoders on feature subsets and hashed bootstrap weights; the median member score.
 
     ``call(x)`` returns each member's score, ``[batch, members]``. ``fit`` ignores labels and
@@ -97,12 +96,7 @@ class AutoencoderEnsemble(CustomStepModel):
             np.random.default_rng(self.seed).normal(size=(self.width, len(self.subsets))).astype(np.float32)
         )
         self.seed_generator = keras.random.SeedGenerator(self.seed)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
         self.built = True
-
-    @property
-    def metrics(self) -> list[keras.metrics.Metric]:
-        return [self.loss_tracker]
 
     def _member_errors(self, x: Any, k: int, training: bool, noise: Any = None) -> Any:
         target = ops.take(x, self.subsets[k], axis=1)
@@ -164,22 +158,6 @@ class AutoencoderEnsemble(CustomStepModel):
         for k, scale in enumerate(self.error_scales):
             track_scale(scale, self.scale_set, ops.square(self._member_errors(x, k, False)), self.momentum)
         self.scale_set.assign(1.0)
-
-    def train_step(self, data: Any) -> dict[str, Any]:
-        x, _ = split_batch(data)
-        with tf.GradientTape() as tape:
-            loss = self.detector_loss(x)
-            scaled = self.optimizer.scale_loss(scale_for_replicas(loss))
-        gradients = tape.gradient(scaled, self.trainable_weights)
-        self.optimizer.apply(gradients, self.trainable_weights)
-        self.update_statistics(x)
-        self.loss_tracker.update_state(loss, sample_weight=ops.shape(x)[0])
-        return {"loss": self.loss_tracker.result()}
-
-    def test_step(self, data: Any) -> dict[str, Any]:
-        x, _ = split_batch(data)
-        self.loss_tracker.update_state(self.validation_loss(x), sample_weight=ops.shape(x)[0])
-        return {"loss": self.loss_tracker.result()}
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -81,3 +81,48 @@ class CustomStepModel(keras.Model):
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
         self.compile(**keras.saving.deserialize_keras_object(config))
+
+
+class ObjectiveDetector(CustomStepModel):
+    """Base of anomaly detectors trained on rows alone by an objective of their own.
+
+    Subclasses implement :meth:`detector_loss` and may override :meth:`validation_loss`
+    (default: the same objective) and :meth:`update_statistics` (what a detector tracks
+    after each training step, e.g. its usual reconstruction error). Labels in the batches
+    are ignored; the one reported metric is ``loss``.
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return [self.loss_tracker]
+
+    def detector_loss(self, x: Any) -> Any:
+        """The training objective on one batch of rows (a scalar)."""
+        raise NotImplementedError
+
+    def validation_loss(self, x: Any) -> Any:
+        """The objective on held-out rows (a scalar); by default the training one."""
+        return self.detector_loss(x)
+
+    def update_statistics(self, x: Any) -> None:
+        """Called with each training batch after the weights were updated; by default nothing."""
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        x, _ = split_batch(data)
+        with tf.GradientTape() as tape:
+            loss = self.detector_loss(x)
+            scaled = self.optimizer.scale_loss(scale_for_replicas(loss))
+        gradients = tape.gradient(scaled, self.trainable_weights)
+        self.optimizer.apply(gradients, self.trainable_weights)
+        self.update_statistics(x)
+        self.loss_tracker.update_state(loss, sample_weight=ops.shape(x)[0])
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, data: Any) -> dict[str, Any]:
+        x, _ = split_batch(data)
+        self.loss_tracker.update_state(self.validation_loss(x), sample_weight=ops.shape(x)[0])
+        return {"loss": self.loss_tracker.result()}

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from dlsuite.architectures.custom_steps import CustomStepModel, scale_for_replicas, split_batch
+from dlsuite.architectures.custom_steps import ObjectiveDetector, split_batch
 from dlsuite.architectures.registry import InputSpec, register
 from dlsuite.errors import DlsuiteError
 
@@ -45,7 +45,7 @@ def batches_of(x: Any, batch_size: int | None, limit: int) -> list[Any]:
 
 
 @keras.saving.register_keras_serializable(package="dlsuite")
-class DeepSVDD(CustomStepModel):
+class DeepSVDD(ObjectiveDetector):
     """One-class Deep SVDD: a bias-free network and the centre its training rows are pulled to.
 
     ``call(x)`` returns the feature-space image of ``x``. ``fit`` first sets the centre from
@@ -72,12 +72,7 @@ class DeepSVDD(CustomStepModel):
             shape=(), initializer="zeros", trainable=False, aggregation="only_first_replica",
             name="centre_set",
         )
-        self.loss_tracker = keras.metrics.Mean(name="loss")
         self.built = True
-
-    @property
-    def metrics(self) -> list[keras.metrics.Metric]:
-        return [self.loss_tracker]
 
     def call(self, inputs: Any, training: bool = False) -> Any:
         return self.network(inputs, training=training)
@@ -125,25 +120,6 @@ class DeepSVDD(CustomStepModel):
     def validation_loss(self, x: Any) -> Any:
         """The objective without weight decay on held-out rows."""
         return ops.mean(self.distances(x, training=False))
-
-    def update_statistics(self, x: Any) -> None:
-        """Nothing to track after a step: the centre stays fixed."""
-
-    def train_step(self, data: Any) -> dict[str, Any]:
-        x, _ = split_batch(data)
-        with tf.GradientTape() as tape:
-            loss = self.detector_loss(x)
-            scaled = self.optimizer.scale_loss(scale_for_replicas(loss))
-        gradients = tape.gradient(scaled, self.trainable_weights)
-        self.optimizer.apply(gradients, self.trainable_weights)
-        self.loss_tracker.update_state(loss, sample_weight=ops.shape(x)[0])
-        return {"loss": self.loss_tracker.result()}
-
-    def test_step(self, data: Any) -> dict[str, Any]:
-        x, _ = split_batch(data)
-        loss = self.validation_loss(x)
-        self.loss_tracker.update_state(loss, sample_weight=ops.shape(x)[0])
-        return {"loss": self.loss_tracker.result()}
 
     def get_config(self) -> dict[str, Any]:
         return {

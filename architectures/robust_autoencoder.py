@@ -21,11 +21,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from dlsuite.architectures.autoencoder import _dense_networks
-from dlsuite.architectures.custom_steps import CustomStepModel, scale_for_replicas, split_batch
+from dlsuite.architectures.custom_steps import ObjectiveDetector
 from dlsuite.architectures.registry import InputSpec, register
 from dlsuite.errors import DlsuiteError
 
@@ -53,7 +52,7 @@ def track_scale(scale: keras.Variable, scale_set: keras.Variable, errors: Any, m
 
 
 @keras.saving.register_keras_serializable(package="dlsuite")
-class RobustAutoencoder(CustomStepModel):
+class RobustAutoencoder(ObjectiveDetector):
     """A denoising autoencoder trained with the Huber loss, scored by standardized feature errors.
 
     ``call(x)`` returns the reconstruction of ``x``. ``fit`` ignores labels and any compiled
@@ -92,12 +91,7 @@ class RobustAutoencoder(CustomStepModel):
             shape=(), initializer="zeros", trainable=False, aggregation="only_first_replica", name="scale_set"
         )
         self.seed_generator = keras.random.SeedGenerator()
-        self.loss_tracker = keras.metrics.Mean(name="loss")
         self.built = True
-
-    @property
-    def metrics(self) -> list[keras.metrics.Metric]:
-        return [self.loss_tracker]
 
     def call(self, inputs: Any, training: bool = False) -> Any:
         return self.decoder(self.encoder(inputs, training=training), training=training)
@@ -135,23 +129,6 @@ class RobustAutoencoder(CustomStepModel):
         """Track each feature's usual squared error on the training rows."""
         track_scale(self.error_scale, self.scale_set, self.feature_errors(x), self.momentum)
         self.scale_set.assign(1.0)
-
-    def train_step(self, data: Any) -> dict[str, Any]:
-        x, _ = split_batch(data)
-        with tf.GradientTape() as tape:
-            loss = self.detector_loss(x)
-            scaled = self.optimizer.scale_loss(scale_for_replicas(loss))
-        gradients = tape.gradient(scaled, self.trainable_weights)
-        self.optimizer.apply(gradients, self.trainable_weights)
-        self.update_statistics(x)
-        self.loss_tracker.update_state(loss, sample_weight=ops.shape(x)[0])
-        return {"loss": self.loss_tracker.result()}
-
-    def test_step(self, data: Any) -> dict[str, Any]:
-        x, _ = split_batch(data)
-        loss = self.validation_loss(x)
-        self.loss_tracker.update_state(loss, sample_weight=ops.shape(x)[0])
-        return {"loss": self.loss_tracker.result()}
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -28,15 +28,20 @@ FAST = ["architecture=mlp", "train.epochs=4", "train.early_stopping_patience=4"]
 
 # The longest files (measured with --durations=0), handed out first: `--dist loadfile` gives files to
 # the workers in collection order, and a long file started last leaves the other worker idle.
+# test_serving.py trains the shared task_run fixtures early; the other files reading them go last, so
+# they find the runs made instead of waiting on the lock.
 LONGEST_FIRST = (
     "test_architectures_standard.py", "test_architectures_mirrored.py", "test_speech.py", "test_bert.py",
-    "test_accuracy.py", "test_sklearn_checks.py", "test_sentiment.py", "test_fraud.py",
+    "test_sklearn_checks.py", "test_serving.py", "test_accuracy.py", "test_sentiment.py", "test_fraud.py",
 )
+LAST = ("test_tflite.py", "test_batch_predict.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: other files keep their order
+    rank.update({name: len(LONGEST_FIRST) + 1 + i for i, name in enumerate(LAST)})
+    others = len(LONGEST_FIRST)
+    items.sort(key=lambda item: rank.get(item.path.name, others))  # stable: other files keep their order
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
