@@ -12,4 +12,4 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
 
-from dlsuite.errors import DlsuiteError  # noqa: E402,F401
+from dlsuite.errors import DlsuiteError, InvalidInputError  # noqa: E402,F401
