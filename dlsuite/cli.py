@@ -108,22 +108,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
-def disk_full_message(e: OSError) -> str:
-    """One line for a write that ran out of space (disk full, quota, file-size limit)."""
+def write_failure_message(e: OSError) -> str | None:
+    """One line for a write the file system refused (full, over quota or size limit, read-only,
+    no permission), or ``None`` for any other ``OSError``."""
     where = f" writing {e.filename}" if e.filename else ""
-    return (
-        f"out of space{where} ({os.strerror(e.errno)}). Exports appear only when complete and earlier "
-        "versions stay; a run resumes from its last readable backup. Free some space (or point run.root / "
-        "export.root elsewhere) and run the same command with the same --run-dir."
-    )
+    if e.errno in DISK_FULL:
+        return (
+            f"out of space{where} ({os.strerror(e.errno)}). Exports appear only when complete and earlier "
+            "versions stay; a run resumes from its last readable backup. Free some space (or point run.root / "
+            "export.root elsewhere) and run the same command with the same --run-dir."
+        )
+    if e.errno in NOT_WRITABLE:
+        return (
+            f"cannot write {e.filename or 'there'} ({os.strerror(e.errno)}). Choose a folder you can write "
+            "(--run-dir, --set run.root=DIR, --set export.root=DIR) or change its permissions; "
+            "an unfinished run resumes from its last backup with the same --run-dir."
+        )
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``dlsuite`` command: returns the exit status (0, 2 for a user error, 130 on Ctrl-C).
 
-    A write that runs out of space ends the process at once with status 2 (``os._exit``):
+    A write the file system refuses (out of space, read-only, no permission) ends the process
+    at once with status 2 (``os._exit``):
     checked with a file-size limit, h5py's cleanup of the half-written backup crashed the
     interpreter at exit (status 139) after the error had been reported.
     """
@@ -138,11 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("dlsuite: interrupted; an unfinished run resumes with the same --run-dir.", file=sys.stderr)
         return 130
     except OSError as e:
-        if e.errno not in DISK_FULL:
+        message = write_failure_message(e)
+        if message is None:
             raise
         # h5py and TensorFlow may hold half-written files open; their cleanup at interpreter
         # exit can crash after such a failure, so the process ends here, streams flushed.
-        print(f"dlsuite: error: {disk_full_message(e)}", file=sys.stderr)
+        print(f"dlsuite: error: {message}", file=sys.stderr)
         sys.stderr.flush()
         sys.stdout.flush()
         os._exit(2)

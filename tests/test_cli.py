@@ -1,5 +1,8 @@
 """The dlsuite command: help, listings and one-line errors for bad input."""
 
+import errno
+import os
+
 import pytest
 
 from conftest import run_cli
@@ -47,6 +50,30 @@ def test_bad_input_ends_with_one_clear_line(args, message, tmp_path, monkeypatch
     assert main(args) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("dlsuite: error:") and message in last
+
+
+@pytest.mark.parametrize("code, says", [
+    (errno.EACCES, "Permission denied"), (errno.EROFS, "Read-only file system"), (errno.ENOSPC, "out of space"),
+])
+def test_a_folder_it_cannot_write_ends_with_one_clear_line(code, says, tmp_path, monkeypatch, capsys):
+    from dlsuite.tasks import runner
+
+    # As root (CI) no permission bit stops a write, so the file system's refusal is raised where
+    # the run folder is made.
+    def refuse(cfg, run_dir):
+        raise OSError(code, os.strerror(code), str(run_dir))
+
+    def exit_now(status):
+        raise SystemExit(status)
+
+    monkeypatch.setattr(runner, "prepare_run_dir", refuse)
+    monkeypatch.setattr(os, "_exit", exit_now)
+    with pytest.raises(SystemExit) as ended:
+        main(["run", "anomaly", "--run-dir", str(tmp_path / "ro" / "run")])
+    assert ended.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("dlsuite: error:") and says in last and str(tmp_path / "ro" / "run") in last
+    assert "--run-dir" in last
 
 
 def test_the_installed_command_exits_2_with_one_line_and_no_traceback(tmp_path):
