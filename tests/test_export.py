@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +128,32 @@ def test_a_failed_export_leaves_no_version(digits_run, tmp_path, monkeypatch):
     with pytest.raises(OSError):
         export.export(task, digits_run.model, meta, tmp_path)
     assert list((tmp_path / "image_classification").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_an_export_killed_with_sigkill_leaves_no_version_and_the_next_gets_the_next_number(digits_run, tmp_path):
+    root = tmp_path / "saved_models"
+    task_root = root / "image_classification"
+    (task_root / "1").mkdir(parents=True)
+    (task_root / "1" / "saved_model.pb").write_text("an earlier version")
+    args = [sys.executable, "-m", "dlsuite.cli", "export", "--run", digits_run.run_dir, "--export-root", str(root)]
+    proc = subprocess.Popen(args, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not any(p.name.startswith(".tmp") for p in task_root.iterdir()):
+            assert proc.poll() is None, "the export ended before it could be killed"
+            assert time.time() < deadline, "the export never started writing"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)  # while the SavedModel is being written
+    finally:
+        proc.kill()
+        proc.wait()
+    assert sorted(p.name for p in task_root.iterdir() if not p.name.startswith(".tmp")) == ["1"]
+    assert (task_root / "1" / "saved_model.pb").read_text() == "an earlier version"
+    task = get_task("image_classification")
+    second = export.export(task, digits_run.model, export.load_metadata(digits_run.export_dir), root)
+    assert Path(second).name == "2" and export.load_metadata(second)["task"] == "image_classification"
 
 
 def test_cli_predict_prints_the_class_of_image_files(digits_run, tmp_path):
