@@ -131,6 +131,11 @@ def read_wav_bytes(path: str | os.PathLike) -> bytes:
         ) from None
     if frames == 0 or len(raw) < width * channels:
         raise DlsuiteError(f"audio file {path} holds no samples; remove it or replace it with a WAV recording.")
+    if len(raw) != frames * width * channels:  # TensorFlow's decoder refuses it later, mid-training
+        raise DlsuiteError(
+            f"audio file {path} is truncated: its header declares {frames} frames but it holds "
+            f"{len(raw) // (width * channels)}; re-export the recording or remove the file."
+        )
     if width == 2:
         return data
     return encode_wav(pcm_to_float(raw, width).reshape(-1, channels), rate)

@@ -110,6 +110,8 @@ def folder(
                 im.verify()
         except (UnidentifiedImageError, OSError, SyntaxError) as e:
             raise DlsuiteError(f"cannot read image {file}: {e}. Fix or remove the file.") from None
+        except Image.DecompressionBombError as e:  # decoding it would take gigabytes
+            raise DlsuiteError(f"image {file} is too large to read: {e} Shrink or remove the file.") from None
     size = tuple(image_size) if image_size else DEFAULT_FOLDER_SIZE
     if color_mode not in COLOR_CHANNELS:
         raise DlsuiteError(f"data.color_mode must be one of {', '.join(COLOR_CHANNELS)}, got {color_mode!r}.")

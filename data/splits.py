@@ -48,12 +48,18 @@ def split_indices(
         if not 0.0 < frac < 1.0:
             raise DlsuiteError(f"data.{name} must be between 0 and 1 (exclusive), got {frac}.")
     index = np.arange(len(labels))
-    train, test = train_test_split(
-        index, test_size=test_fraction, random_state=seed, stratify=_stratify(labels, test_fraction)
-    )
-    train, val = train_test_split(
-        train, test_size=val_fraction, random_state=seed, stratify=_stratify(labels[train], val_fraction)
-    )
+    try:
+        train, test = train_test_split(
+            index, test_size=test_fraction, random_state=seed, stratify=_stratify(labels, test_fraction)
+        )
+        train, val = train_test_split(
+            train, test_size=val_fraction, random_state=seed, stratify=_stratify(labels[train], val_fraction)
+        )
+    except ValueError:  # scikit-learn's words for a split that would leave a part empty
+        raise DlsuiteError(
+            f"{len(labels)} examples are too few to split into train, validation ({val_fraction:g}) and test "
+            f"({test_fraction:g}) parts that each hold one; add examples."
+        ) from None
     return np.sort(train), np.sort(val), np.sort(test)
 
 

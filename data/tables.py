@@ -8,6 +8,8 @@ README ("Anomaly detection"):
 - other text (and boolean) columns are categorical, up to ``max_categories`` distinct values;
   a text column with more is refused with an error naming it (an id or free text);
 - constant columns carry no information and are dropped with a log line;
+- infinite numbers (``inf``, ``-inf``) become missing values and are counted;
+- bytes that are not valid UTF-8 (in a CSV, or a Parquet binary column) become U+FFFD, counted in a log line;
 - missing values stay missing (NaN) in the raw features; the model's preprocessing imputes them,
   so served rows with missing values get the same treatment. Their count is logged.
 """
@@ -52,9 +54,9 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             df = pd.read_parquet(path)
         elif suffix in (".tsv", ".txt"):
-            df = pd.read_csv(path, sep="\t")
+            df = pd.read_csv(path, sep="\t", encoding_errors="replace")
         elif suffix == ".csv":
-            df = pd.read_csv(path)
+            df = pd.read_csv(path, encoding_errors="replace")
         else:
             raise DlsuiteError(
                 f"{path}: unsupported table format {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}."
@@ -68,7 +70,23 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     if df.empty:
         raise DlsuiteError(f"table {path} has no rows.")
     df.columns = [str(c) for c in df.columns]
+    _decode_text(df, path)
     return df
+
+
+def _decode_text(df: pd.DataFrame, path: Path) -> None:
+    """Bytes values (Parquet binary columns) as text; invalid UTF-8 becomes U+FFFD, counted in a log line."""
+    replaced = 0
+    for name in df.columns:
+        if df[name].dtype != object:
+            continue
+        values = df[name].map(
+            lambda v: bytes(v).decode("utf-8", errors="replace") if isinstance(v, (bytes, bytearray)) else v
+        )
+        replaced += int(values.map(lambda v: isinstance(v, str) and "\ufffd" in v).sum())
+        df[name] = values
+    if replaced:
+        log.info("%s: %d values were not valid UTF-8; their bad bytes became U+FFFD", path, replaced)
 
 
 def pop_column(df: pd.DataFrame, name: str, role: str) -> pd.Series:
@@ -137,7 +155,7 @@ class CleanTable:
         numeric: float64 values (NaN = missing), shape ``[rows, len(numeric_columns)]``.
         categorical: string values (``""`` = missing), shape ``[rows, len(categorical_columns)]``.
         numeric_columns, categorical_columns: their names, in order.
-        report: what cleaning did: ``missing`` and ``junk`` counts per column, ``dropped_constant``.
+        report: what cleaning did: ``missing``, ``junk`` and ``infinite`` counts per column, ``dropped_constant``.
     """
 
     numeric: np.ndarray
@@ -179,7 +197,7 @@ def clean_features(df: pd.DataFrame, *, max_categories: int = 50, where: str = "
     """
     numeric: dict[str, pd.Series] = {}
     categorical: dict[str, pd.Series] = {}
-    report: dict[str, Any] = {"missing": {}, "junk": {}, "dropped_constant": []}
+    report: dict[str, Any] = {"missing": {}, "junk": {}, "infinite": {}, "dropped_constant": []}
     for name in df.columns:
         col = df[name]
         if pd.api.types.is_bool_dtype(col):
@@ -214,6 +232,14 @@ def clean_features(df: pd.DataFrame, *, max_categories: int = 50, where: str = "
                 "it looks like an id or free text. Drop the column, "
                 "or raise data.max_categories if it really is a category."
             )
+    for name, col in numeric.items():
+        infinite = np.isinf(col.to_numpy(np.float64))
+        if infinite.any():  # no mean or scale can be learned from them: treated as missing
+            report["infinite"][name] = int(infinite.sum())
+            numeric[name] = col.mask(infinite)
+    if report["infinite"]:
+        log.info("%s: %d infinite values treated as missing (%s)", where, sum(report["infinite"].values()),
+                 ", ".join(f"{k}: {v}" for k, v in report["infinite"].items()))
     for table in (numeric, categorical):
         for name in list(table):
             col = table[name]
@@ -276,6 +302,8 @@ def nan_mean_variance(values: np.ndarray, where: str = "training data") -> tuple
 
 
 # -- Records: a table row as named raw fields (the fraud task serves them by name) -------------
+# Standardized numbers are clipped to this many standard deviations: a served inf stays finite.
+LIMIT_STDS = 1e4
 FIELD_KINDS = {"numeric": "float32", "string": "string", "integer": "int64"}
 
 
@@ -398,7 +426,8 @@ def record_preprocessor(
         mean, variance = nan_mean_variance(stacked)
         x = keras.ops.stack([inputs[f.key] for f in numeric], axis=-1)
         x = keras.layers.Normalization(mean=mean.tolist(), variance=variance.tolist(), name="normalize")(x)
-        parts.append(keras.ops.where(keras.ops.isnan(x), 0.0, x))
+        # Missing -> the training mean; an infinite or overflowing value -> extreme but finite.
+        parts.append(keras.ops.clip(keras.ops.where(keras.ops.isnan(x), 0.0, x), -LIMIT_STDS, LIMIT_STDS))
     for f in fields:
         if f.kind == "numeric":
             continue

@@ -57,6 +57,8 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
             data = yaml.safe_load(f)
     except FileNotFoundError:
         raise DlsuiteError(f"config file {path} does not exist; pass the path of a YAML file.") from None
+    except UnicodeDecodeError as e:
+        raise DlsuiteError(f"config file {path} is not UTF-8 text (byte {e.start}); save it as UTF-8 YAML.") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -104,6 +106,11 @@ def merge(cfg: dict[str, Any], update: Mapping[str, Any], source: str, prefix: s
                     f"set one of its keys, e.g. {dotted}.<key>=value."
                 )
             merge(current, value, source, prefix=f"{dotted}.")
+        elif isinstance(value, Mapping) and value:
+            raise DlsuiteError(
+                f"{source}: {dotted!r} is a setting, not a section (it has no key {next(iter(value))!r}); "
+                f"give it a value, e.g. {dotted}=<value>."
+            )
         else:
             cfg[key] = coerce(dotted, value, current, source)
 
@@ -139,6 +146,8 @@ def coerce(dotted: str, value: Any, default: Any, source: str) -> Any:
         value = _yaml11_float(value)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
+        if ok and not math.isfinite(value):
+            raise DlsuiteError(f"{source}: {dotted!r} must be a finite number, got {value!r}.")
     elif isinstance(default, (list, tuple)):
         ok = isinstance(value, (list, tuple))
         value = list(value) if ok else value
@@ -196,7 +205,11 @@ def check_ranges(cfg: Mapping[str, Any], ranges: Mapping[str, tuple[Callable[[An
             value = get(cfg, dotted)
         except KeyError:
             continue
-        if value is not None and not accepts(value):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):  # a key whose default is None
+            raise DlsuiteError(f"{dotted}={value!r} must be a number ({what}), not {type(value).__name__}.")
+        if not accepts(value):
             raise DlsuiteError(f"{dotted}={value!r} is out of range: it must be {what}.")
     split = (get(cfg, "data.val_fraction") or 0) + (get(cfg, "data.test_fraction") or 0)
     if split >= 1:

@@ -117,6 +117,8 @@ class AnomalyPreprocessor(keras.layers.Layer):
         numeric = inputs["numeric"] if self.vocabularies else inputs
         x = (ops.cast(numeric, "float32") - ops.array(self.mean, "float32")) / ops.array(self.std, "float32")
         x = ops.where(ops.isnan(x), ops.zeros_like(x), x)
+        # An infinite (or overflowing) value stays extreme but finite, so it scores high instead of NaN.
+        x = ops.clip(x, -tables.LIMIT_STDS, tables.LIMIT_STDS)
         if self.vocabularies:
             categorical = inputs["categorical"]
             x = ops.concatenate(
