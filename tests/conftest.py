@@ -34,7 +34,7 @@ LONGEST_FIRST = (
     "test_architectures_standard.py", "test_architectures_mirrored.py", "test_speech.py", "test_bert.py",
     "test_sklearn_checks.py", "test_serving.py", "test_accuracy.py", "test_sentiment.py", "test_fraud.py",
 )
-LAST = ("test_tflite.py", "test_batch_predict.py")
+LAST = ("test_tflite.py", "test_batch_predict.py", "test_fuzz_serving.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
