@@ -27,12 +27,14 @@ and one with no readable backup left.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
-from typing import Any
+from typing import Any, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 log = logging.getLogger("dlsuite")
@@ -128,7 +130,39 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     the first epoch, with a warning, instead of failing.
     """
 
+    SEED_STATES = "seed_generators.json"
+
+    def _seed_states(self) -> list[Any]:
+        """The model's random-number state variables (dropout, noise), which weight files leave out."""
+        return [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
+
+    def _save_model(self) -> None:
+        super()._save_model()
+        # Saved with the epoch they belong to, so a resume continues the dropout masks and noise
+        # the uninterrupted run would have drawn.
+        states = {"epoch": self._current_epoch, "states": [v.numpy().tolist() for v in self._seed_states()]}
+        with open(os.path.join(self.backup_dir, self.SEED_STATES), "w", encoding="utf-8") as f:
+            json.dump(states, f)
+
+    def _restore_seed_states(self) -> None:
+        epoch = backed_up_epochs(self.backup_dir)
+        try:
+            with open(os.path.join(self.backup_dir, self.SEED_STATES), encoding="utf-8") as f:
+                saved = json.load(f)
+        except (OSError, ValueError):
+            return
+        variables = self._seed_states()
+        if saved.get("epoch") != epoch or len(saved.get("states", [])) != len(variables):
+            return  # from another epoch (a kill between the two writes) or another model
+        for variable, state in zip(variables, saved["states"]):
+            variable.assign(np.asarray(state, dtype=variable.dtype))
+
     def on_train_begin(self, logs: Any = None) -> None:
+        self._restore_backup()
+        if getattr(self.model, "_initial_epoch", 0):
+            self._restore_seed_states()
+
+    def _restore_backup(self) -> None:
         pairs = [(self._weights_path, self._training_metadata_path)]
         if self.double_checkpoint:
             pairs.append((self._prev_weights_path, self._prev_training_metadata_path))
@@ -158,3 +192,46 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             for path in (p for pair in pairs for p in pair):
                 if os.path.exists(path):
                     os.remove(path)
+
+
+def backed_up_epochs(backup_dir: str | os.PathLike) -> int:
+    """The epochs a :class:`BackupAndRestore` backup in ``backup_dir`` holds (0: none).
+
+    Read before ``fit``, so a resumed run can position its data where the killed one was.
+    It is the latest backup's count; when that backup turns out unreadable, ``fit`` resumes
+    one epoch earlier from the previous backup.
+    """
+    path = os.path.join(backup_dir, "training_metadata.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return max(int(json.load(f)["epoch"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+class EarlyStopping(keras.callbacks.EarlyStopping):
+    """``keras.callbacks.EarlyStopping`` that goes on counting across a resume.
+
+    Keras starts counting afresh in every ``fit``, so a run resumed after a kill would
+    wait ``patience`` epochs more than the uninterrupted run. Given the monitored values
+    of the epochs done before, this one starts from their best and from the epochs since.
+
+    Args:
+        previous: the monitored value of each epoch already trained (oldest first).
+        **kwargs: ``keras.callbacks.EarlyStopping`` arguments (a ``min`` or ``max`` monitor).
+    """
+
+    def __init__(self, previous: Sequence[float] = (), **kwargs: Any):
+        super().__init__(**kwargs)
+        self.previous = [float(v) for v in previous]
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        super().on_train_begin(logs)
+        if not self.previous:
+            return
+        if self.monitor_op is None:
+            self._set_monitor_op()
+        for epoch, value in enumerate(self.previous):  # as on_epoch_end would have counted them
+            self.wait += 1
+            if self._is_improvement(value, self.best):
+                self.best, self.best_epoch, self.wait = value, epoch, 0

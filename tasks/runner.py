@@ -173,7 +173,10 @@ def training_callbacks(run_dir: Path, cfg: Mapping[str, Any], resumable: bool = 
             save_weights_only=True,
             initial_value_threshold=best_so_far,
         ),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["train"]["early_stopping_patience"]),
+        compat.EarlyStopping(
+            history.get("val_loss", []) if resumable else [],
+            monitor="val_loss", patience=cfg["train"]["early_stopping_patience"],
+        ),
     ] + ([
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
@@ -264,6 +267,11 @@ def fit(
             **common,
         )
         val_ds = batched(splits.val, training=False, num_examples=counts.get("val"), **common)
+        resumed_epochs = compat.backed_up_epochs(run_dir / BACKUP_DIR) if resumable else 0
+        if endless and resumed_epochs:
+            # The one seeded, shuffled stream goes on where the killed run stopped, so the resumed
+            # run sees the batches the uninterrupted run would have (same seed, same final weights).
+            train_ds = train_ds.skip(resumed_epochs * train_steps)
 
         steps = train_cfg["steps_per_execution"] or (32 if tpu else 1)
         jit = train_cfg["jit_compile"]

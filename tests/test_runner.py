@@ -169,3 +169,31 @@ def test_a_full_disk_is_one_clear_error_and_the_run_resumes(tmp_path):
     again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Traceback" not in again.stderr and (tmp_path / "runs" / "a" / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task_name, network", [
+    ("anomaly", []), ("fraud", []), ("image_classification", ["architecture=mlp"]), ("sentiment", ["architecture=mlp"]),
+    ("speech", ["model.filters=8", "model.blocks=2"]),
+])
+def test_a_resumed_run_ends_exactly_where_the_uninterrupted_run_does(task_name, network, tmp_path, monkeypatch):
+    # Stopped after its second epoch (what a kill leaves: the backup and history of the epochs it
+    # finished; SIGKILL itself is tested above), then resumed: the data stream, the weights, the
+    # optimizer, the dropout/noise random state and early stopping all go on, so the same seed
+    # gives the same epochs and the same final metrics as a run never stopped.
+    overrides = network + ["train.epochs=5", "train.early_stopping_patience=2", "train.verbose=0"]
+    task, cfg = runner.resolve_config(task_name, overrides=overrides)
+    whole = runner.run(task, cfg, tmp_path / "whole", do_export=False)
+
+    with_stop = runner.training_callbacks
+    monkeypatch.setattr(runner, "training_callbacks", lambda *a, **k: with_stop(*a, **k) + [stop_after(2)])
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(task, cfg, tmp_path / "stopped", do_export=False)
+    monkeypatch.setattr(runner, "training_callbacks", with_stop)
+    task, cfg = runner.resolve_config(task_name, overrides=overrides)
+    resumed = runner.run(task, cfg, tmp_path / "stopped", do_export=False)
+
+    assert (tmp_path / "stopped" / "history.csv").read_text() == (tmp_path / "whole" / "history.csv").read_text()
+    for name, value in whole.metrics.items():
+        if isinstance(value, float) and "seconds" not in name:
+            assert resumed.metrics[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
