@@ -60,6 +60,17 @@ def set_args(*overrides: str) -> list[str]:
     return out
 
 
+def anomaly_config(tmp_path: Path, *overrides: str):
+    """The anomaly task's config with its files under ``tmp_path``, quiet, plus ``overrides``."""
+    from dlsuite.tasks import runner
+
+    return runner.resolve_config(
+        "anomaly",
+        overrides=[f"export.root={tmp_path / 'saved_models'}", f"run.root={tmp_path / 'runs'}", "train.verbose=0",
+                   *overrides],
+    )
+
+
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory):
     """One finished digits run (cnn, few epochs) with its export, shared by read-only tests."""

@@ -13,7 +13,7 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-from conftest import SHARED_DATASETS
+from conftest import SHARED_DATASETS, anomaly_config
 from dlsuite import DlsuiteError, thresholds
 from dlsuite.data import anomaly_data, synthetic_anomalies, tables, timeseries
 from dlsuite.estimators import AnomalyDetector
@@ -21,18 +21,6 @@ from dlsuite.tasks import runner
 
 QUICK = dict(epochs=3, early_stopping_patience=3, batch_size=64)
 NAB = SHARED_DATASETS / "nab"
-
-
-def anomaly_config(tmp_path, *overrides):
-    return runner.resolve_config(
-        "anomaly",
-        overrides=[
-            f"export.root={tmp_path / 'saved_models'}",
-            f"run.root={tmp_path / 'runs'}",
-            "train.verbose=0",
-            *overrides,
-        ],
-    )
 
 
 # -- tables ----------------------------------------------------------------------------------------

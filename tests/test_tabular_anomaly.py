@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from dlsuite.architectures import InputSpec, build
 from dlsuite.data import anomaly_data
+from conftest import anomaly_config
 from dlsuite.tasks import runner
 from dlsuite.tasks.anomaly import isolation_forest_reference, robust_centre_spread, score_layer
 
@@ -21,17 +22,7 @@ FLOOR = 0.85  # test ROC-AUC; chance is 0.5 (measured 0.93-0.99 with 12 epochs)
 
 
 def config(tmp_path, *overrides):
-    return runner.resolve_config(
-        "anomaly",
-        overrides=[
-            f"export.root={tmp_path / 'saved_models'}",
-            f"run.root={tmp_path / 'runs'}",
-            "train.verbose=0",
-            "train.epochs=12",
-            "train.early_stopping_patience=12",
-            *overrides,
-        ],
-    )
+    return anomaly_config(tmp_path, "train.epochs=12", "train.early_stopping_patience=12", *overrides)
 
 
 def breast_cancer(labeled: bool = True):
