@@ -114,9 +114,9 @@ def names() -> list[str]:
 
 
 def check_hparams(name: str, hparams: dict[str, Any]) -> None:
-    """Raise a clear error for a hyperparameter the family does not take."""
+    """Raise a clear error for a hyperparameter the family does not take, or of the wrong type."""
     valid = get(name).hparams()
-    for key in hparams:
+    for key, value in hparams.items():
         if key not in valid:
             close = difflib.get_close_matches(key, list(valid), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -125,6 +125,41 @@ def check_hparams(name: str, hparams: dict[str, Any]) -> None:
                 f"Valid: {', '.join(f'{k} (default {v!r})' for k, v in sorted(valid.items()))}; "
                 "set them with --set model.<name>=<value>."
             )
+        expected = _kind_of(valid[key])
+        if expected and value is not None and not _is_kind(value, expected):
+            raise DlsuiteError(
+                f"model.{key}={value!r} must be {expected} (architecture {name!r}, default {valid[key]!r})."
+            )
+
+
+def _kind_of(default: Any) -> str | None:
+    """What a hyperparameter's default says its values are (``None``: anything goes)."""
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "a whole number"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, str):
+        return "a string"
+    if isinstance(default, (list, tuple)) and all(isinstance(v, (int, float)) for v in default):
+        return "a list of numbers, or one number"
+    return None
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "true or false":
+        return isinstance(value, bool)
+    if kind == "a whole number":
+        return number and float(value).is_integer()
+    if kind == "a number":
+        return number
+    if kind == "a string":
+        return isinstance(value, str)
+    if isinstance(value, (list, tuple)):
+        return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    return number
 
 
 def build(

@@ -41,6 +41,8 @@ def test_list_tasks_architectures_datasets_pretrained(capsys):
         (["run", "image_classification", "--set", "train.epoch=1"], "unknown config key 'train.epoch'"),
         (["run", "image_classification", "--config", "missing.yaml"], "config file missing.yaml does not exist"),
         (["evaluate", "--run", "nowhere"], "nowhere is not a finished dlsuite run"),
+        (["run", "anomaly", "--set", "model.hidden_units=abc"], "model.hidden_units='abc' must be a list of numbers"),
+        (["run", "fraud", "--set", "model.dropout=high"], "model.dropout='high' must be a number"),
     ],
 )
 def test_bad_input_ends_with_one_clear_line(args, message, tmp_path, monkeypatch, capsys):
