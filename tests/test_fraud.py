@@ -77,6 +77,13 @@ def test_time_ordered_split_puts_no_future_rows_in_train(tmp_path):
     test_x = np.array([x["x"].numpy() for x, _ in cut.test])
     train_x = np.array([x["x"].numpy() for x, _ in cut.train])
     assert test_x.min() == 80 and len(test_x) == 40 and train_x.max() < 80
+    # A validation cut-off makes a whole tuning period: train on 1994, validate on 1995, test on 1996.
+    tuning = fraud.frame_splits(df, label_column="y", time_column="year", test_from=1996, val_from=1995)
+    val_x = np.array([x["x"].numpy() for x, _ in tuning.val])
+    train_x = np.array([x["x"].numpy() for x, _ in tuning.train])
+    assert (val_x.min(), val_x.max(), len(val_x)) == (40, 79, 40) and train_x.max() == 39
+    with pytest.raises(DlsuiteError, match="same kind of time"):
+        fraud.frame_splits(df, label_column="y", time_column="year", test_from=1996, val_from="1995-01-01")
 
 
 def test_bad_tables_give_clear_errors(tmp_path):
