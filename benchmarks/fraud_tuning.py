@@ -20,10 +20,13 @@ NAME = "fraud"
 TUNING_YEAR, TEST_YEAR = 1995, 1996
 # Early stopping on 1995 picks the epoch count within this budget.
 MAX_EPOCHS, PATIENCE = 40, 8
-# The dlsuite grid: architecture x imbalance method x learning rate (12 settings).
+# The dlsuite grid: architecture x imbalance method x learning rate (18 settings).
+MLP_128_64 = ["architecture=mlp", "model.hidden_units=[128,64]", "model.dropout=0.5", "model.batchnorm=true"]
 ARCHITECTURES = {
-    "mlp 128-64 bn": ["architecture=mlp", "model.hidden_units=[128,64]", "model.dropout=0.5", "model.batchnorm=true"],
+    "mlp 128-64 bn": MLP_128_64,
     "mlp 256-128-64": ["architecture=mlp", "model.hidden_units=[256,128,64]", "model.dropout=0.3"],
+    # Each numeric field through its own periodic embedding (Gorishniy et al. 2022) before the same MLP.
+    "mlp 128-64 bn periodic": [*MLP_128_64, "model.numeric_embedding=periodic"],
 }
 IMBALANCE = ("none", "class_weight", "resample")
 LEARNING_RATES = (1e-3, 3e-3)

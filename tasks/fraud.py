@@ -461,6 +461,10 @@ class Fraud(Task):
             width = int(splits.metadata["feature_width"])
             network = build_architecture(cfg["architecture"], self.network_input(splits), width, None, **cfg["model"])
         else:
+            if cfg["model"].get("numeric_embedding", "none") != "none":
+                # The preprocessed row starts with the standardized numeric fields; the mlp embeds those.
+                numeric = sum(f.kind == "numeric" for f in fields_of(splits.metadata))
+                cfg = {**cfg, "model": {**cfg["model"], "numeric_features": numeric}}
             network = super().build_network(splits, cfg)
         if not network.built:  # subclassed families build on their first call
             network(np.zeros((1, int(splits.metadata["feature_width"])), np.float32))
