@@ -12,6 +12,7 @@ import keras
 from keras import layers
 
 from dlsuite.architectures.cnn import BN_MOMENTUM
+from dlsuite.architectures.numeric_embedding import NUMERIC_EMBEDDINGS, PeriodicEmbedding
 from dlsuite.architectures.registry import InputSpec, register
 from dlsuite.errors import DlsuiteError
 
@@ -61,6 +62,11 @@ def build_mlp(
     activation: str = "relu",
     dropout: float = 0.2,
     batchnorm: bool = False,
+    numeric_embedding: str = "none",
+    numeric_features: int = 0,
+    embedding_dim: int = 8,
+    frequencies: int = 16,
+    frequency_scale: float = 0.5,
 ) -> keras.Model:
     """Builds a multilayer perceptron.
 
@@ -73,6 +79,11 @@ def build_mlp(
         activation: activation of the hidden blocks.
         dropout: dropout rate after each hidden block.
         batchnorm: whether to batch-normalize each hidden block.
+        numeric_embedding: ``none``, or ``periodic``: the first ``numeric_features``
+            input columns each pass through their own :class:`PeriodicEmbedding`
+            before the dense blocks (the remaining columns, one-hot blocks, go in as they are).
+        numeric_features: how many leading input columns are numeric (set by the task).
+        embedding_dim, frequencies, frequency_scale: see :class:`PeriodicEmbedding`.
 
     Returns:
         An uncompiled ``keras.Model`` named ``"mlp"``.
@@ -85,11 +96,35 @@ def build_mlp(
     if not 0.0 <= dropout < 1.0:
         raise DlsuiteError(f"mlp dropout must be in [0, 1), got {dropout}.")
 
+    if numeric_embedding not in NUMERIC_EMBEDDINGS:
+        raise DlsuiteError(
+            f"mlp numeric_embedding={numeric_embedding!r} is not valid; use one of {', '.join(NUMERIC_EMBEDDINGS)}."
+        )
+
     inputs = keras.Input(shape=input_spec.shape, dtype=input_spec.dtype, name=input_spec.kind)
     x = layers.Flatten(name="flatten")(inputs) if len(input_spec.shape) != 1 else inputs
+    if numeric_embedding != "none":
+        x = _embed_numeric(x, numeric_features, embedding_dim, frequencies, frequency_scale)
     for i, units in enumerate(hidden_units, start=1):
         x = dense_block(
             x, units, activation=activation, batchnorm=batchnorm, dropout=dropout, name=f"block{i}"
         )
     outputs = layers.Dense(num_outputs, activation=output_activation, dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name="mlp")
+
+
+def _embed_numeric(
+    x: keras.KerasTensor, numeric_features: int, embedding_dim: int, frequencies: int, frequency_scale: float
+) -> keras.KerasTensor:
+    """The first ``numeric_features`` columns of ``x`` embedded one by one, the other columns unchanged."""
+    width = int(x.shape[-1])
+    if not 0 < numeric_features <= width:
+        raise DlsuiteError(
+            f"mlp numeric_embedding needs numeric_features between 1 and the input width {width}, got "
+            f"{numeric_features} (the task sets it; for your own inputs, put the numeric columns first)."
+        )
+    numeric = x[:, :numeric_features] if numeric_features < width else x
+    embedded = PeriodicEmbedding(frequencies, embedding_dim, frequency_scale, name="numeric_embedding")(numeric)
+    if numeric_features == width:
+        return embedded
+    return layers.Concatenate(name="embedded_features")([embedded, x[:, numeric_features:]])

@@ -495,7 +495,7 @@ def decode_records(rows: np.ndarray, layout: Sequence[Mapping[str, Any]]) -> dic
 
 
 def time_ordered_indices(
-    times: pd.Series, *, val_fraction: float, test_fraction: float, test_from: Any = None
+    times: pd.Series, *, val_fraction: float, test_fraction: float, test_from: Any = None, val_from: Any = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Train on the past, validate on the recent past, test on the future.
 
@@ -505,6 +505,8 @@ def time_ordered_indices(
         test_fraction: share of all rows, the latest ones, in the test split (unless ``test_from``).
         test_from: a time (same kind as ``times``: a number, or a date string) from which
             rows go to the test split, instead of ``test_fraction``.
+        val_from: a time from which the pre-test rows go to the validation split, instead of
+            ``val_fraction`` (a whole tuning period: train on 1994, validate on 1995).
 
     Returns:
         (train, val, test) row indices; every train row is no later than any val row,
@@ -516,20 +518,28 @@ def time_ordered_indices(
     order = np.argsort(times.to_numpy(), kind="stable")
     n = len(order)
     if test_from is not None:
-        cut = parse_times(pd.Series([test_from], name="data.test_from")).iloc[0]
-        if pd.api.types.is_datetime64_any_dtype(times) != isinstance(cut, pd.Timestamp):
-            raise DlsuiteError(
-                f"data.test_from={test_from!r} is not the same kind of time as column {times.name!r} "
-                f"(e.g. {times.iloc[0]!r}); give a {'date' if pd.api.types.is_datetime64_any_dtype(times) else 'number'}."
-            )
-        n_test = int((times >= cut).sum())
+        n_test = int((times >= _cut(times, test_from, "data.test_from")).sum())
     else:
         n_test = int(round(n * test_fraction))
-    n_val = int(round((n - n_test) * val_fraction))
+    if val_from is not None:
+        n_val = int((times >= _cut(times, val_from, "data.val_from")).sum()) - n_test
+    else:
+        n_val = int(round((n - n_test) * val_fraction))
     if n_test < 1 or n_val < 1 or n - n_test - n_val < 1:
         raise DlsuiteError(
             f"the time-ordered split of {n} rows leaves {n - n_test - n_val} train, {n_val} validation and "
-            f"{n_test} test rows; each needs at least one (check data.test_from / the fractions)."
+            f"{n_test} test rows; each needs at least one (check data.val_from / data.test_from / the fractions)."
         )
     train, val, test = order[: n - n_test - n_val], order[n - n_test - n_val: n - n_test], order[n - n_test:]
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _cut(times: pd.Series, value: Any, option: str) -> Any:
+    """``value`` (a number or a date string) as a time comparable with ``times``."""
+    cut = parse_times(pd.Series([value], name=option)).iloc[0]
+    if pd.api.types.is_datetime64_any_dtype(times) != isinstance(cut, pd.Timestamp):
+        raise DlsuiteError(
+            f"{option}={value!r} is not the same kind of time as column {times.name!r} "
+            f"(e.g. {times.iloc[0]!r}); give a {'date' if pd.api.types.is_datetime64_any_dtype(times) else 'number'}."
+        )
+    return cut

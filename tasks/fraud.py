@@ -139,6 +139,7 @@ def frame_splits(
     val_fraction: float = 0.15,
     test_fraction: float | None = 0.2,
     test_from: Any = None,
+    val_from: Any = None,
     seed: int = 0,
     source: str = "table",
 ) -> Splits:
@@ -154,7 +155,7 @@ def frame_splits(
         drop_columns: columns that are not features (row ids, leaks).
         categorical_columns: integer columns to one-hot encode instead of normalizing.
         max_categories: the most distinct values a text column may have.
-        val_fraction, test_fraction, test_from: see :func:`tables.time_ordered_indices`;
+        val_fraction, test_fraction, test_from, val_from: see :func:`tables.time_ordered_indices`;
             ``test_fraction=None`` makes no test split (the test split is the validation split).
         seed: split seed (random split only).
         source: the data's name, for messages and metadata.
@@ -175,7 +176,7 @@ def frame_splits(
     clean = tables.clean_features(df, max_categories=max_categories, where=source)
     fields = tables.record_fields(clean, categorical_columns)
     arrays = tables.record_arrays(clean, fields)
-    parts = _split(labels, times, val_fraction, test_fraction, test_from, seed)
+    parts = _split(labels, times, val_fraction, test_fraction, test_from, val_from, seed)
     names = ("train", "val", "test")
     for name, idx in zip(names, parts):
         if labels[idx].sum() == 0 and name != "test":
@@ -221,13 +222,15 @@ def _split(
     val_fraction: float,
     test_fraction: float | None,
     test_from: Any,
+    val_from: Any,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(train, val, test) indices; with ``test_fraction=None`` there is no test split (test = val)."""
     if test_fraction is not None:
         if times is not None:
             return tables.time_ordered_indices(
-                times, val_fraction=val_fraction, test_fraction=test_fraction, test_from=test_from
+                times, val_fraction=val_fraction, test_fraction=test_fraction, test_from=test_from,
+                val_from=val_from,
             )
         return split_indices(labels, val_fraction, test_fraction, seed)
     if not 0.0 < val_fraction < 1.0:
@@ -394,6 +397,7 @@ class Fraud(Task):
                 "label_column": None,
                 "time_column": None,
                 "test_from": None,
+                "val_from": None,
                 "drop_columns": [],
                 "categorical_columns": [],
                 "max_categories": 100,
@@ -418,7 +422,8 @@ class Fraud(Task):
         common = dict(
             drop_columns=data["drop_columns"], categorical_columns=data["categorical_columns"],
             max_categories=data["max_categories"], val_fraction=data["val_fraction"],
-            test_fraction=data["test_fraction"], test_from=data["test_from"], seed=cfg["seed"],
+            test_fraction=data["test_fraction"], test_from=data["test_from"], val_from=data["val_from"],
+            seed=cfg["seed"],
         )
         if data["path"]:
             if not data["label_column"]:
@@ -456,6 +461,10 @@ class Fraud(Task):
             width = int(splits.metadata["feature_width"])
             network = build_architecture(cfg["architecture"], self.network_input(splits), width, None, **cfg["model"])
         else:
+            if cfg["model"].get("numeric_embedding", "none") != "none":
+                # The preprocessed row starts with the standardized numeric fields; the mlp embeds those.
+                numeric = sum(f.kind == "numeric" for f in fields_of(splits.metadata))
+                cfg = {**cfg, "model": {**cfg["model"], "numeric_features": numeric}}
             network = super().build_network(splits, cfg)
         if not network.built:  # subclassed families build on their first call
             network(np.zeros((1, int(splits.metadata["feature_width"])), np.float32))

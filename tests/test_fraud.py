@@ -77,6 +77,13 @@ def test_time_ordered_split_puts_no_future_rows_in_train(tmp_path):
     test_x = np.array([x["x"].numpy() for x, _ in cut.test])
     train_x = np.array([x["x"].numpy() for x, _ in cut.train])
     assert test_x.min() == 80 and len(test_x) == 40 and train_x.max() < 80
+    # A validation cut-off makes a whole tuning period: train on 1994, validate on 1995, test on 1996.
+    tuning = fraud.frame_splits(df, label_column="y", time_column="year", test_from=1996, val_from=1995)
+    val_x = np.array([x["x"].numpy() for x, _ in tuning.val])
+    train_x = np.array([x["x"].numpy() for x, _ in tuning.train])
+    assert (val_x.min(), val_x.max(), len(val_x)) == (40, 79, 40) and train_x.max() == 39
+    with pytest.raises(DlsuiteError, match="same kind of time"):
+        fraud.frame_splits(df, label_column="y", time_column="year", test_from=1996, val_from="1995-01-01")
 
 
 def test_bad_tables_give_clear_errors(tmp_path):
@@ -304,3 +311,24 @@ def test_pr_auc_floor_on_vehicle_claims(tmp_path):
     # 5.2% of 1996 claims are fraud; one-hot logistic regression reaches about 0.10 on this split.
     assert result.metrics["pr_auc"] > 0.09
     assert result.metrics["roc_auc"] > 0.7
+
+
+# -- numeric embeddings -----------------------------------------------------------------------------
+
+
+def test_periodic_numeric_embedding_trains_saves_and_exports(tmp_path):
+    import keras
+
+    task, cfg = fraud_config(tmp_path, *TINY, "train.epochs=1", "model.hidden_units=[16]",
+                             "model.numeric_embedding=periodic", "model.embedding_dim=4", "model.frequencies=4")
+    result = runner.run(task, cfg, tmp_path / "run")
+    embedding = result.model.get_layer("mlp").get_layer("numeric_embedding")
+    numeric = sum(f["kind"] == "numeric" for f in json.loads(
+        (tmp_path / "run" / runner.DATA_METADATA).read_text())["fields"])
+    assert embedding.output.shape[-1] == 4 * numeric  # one 4-wide embedding per numeric field
+    reloaded = keras.models.load_model(tmp_path / "run" / "model.keras")
+    assert reloaded.get_layer("mlp").get_layer("numeric_embedding").get_config()["frequencies"] == 4
+    # The export reloads with TensorFlow alone and gives the model's predictions.
+    assert result.reload_max_abs_diff is not None and result.reload_max_abs_diff < 1e-5
+    with pytest.raises(DlsuiteError, match="numeric_embedding='fourier' is not valid"):
+        runner.run(*fraud_config(tmp_path, *TINY, "model.numeric_embedding=fourier"), tmp_path / "bad", do_export=False)
